@@ -1,0 +1,39 @@
+"""The 8 dihedral transforms of a square/rectangular grid, as in the reference.
+
+Ids: 0 identity, 1 rot90, 2 rot180, 3 rot270, 4 flip left-right, 5 flip up-down,
+6 transpose, 7 anti-transpose. `inverse_dihedral(dihedral(g, t), t) == g`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["NUM_DIHEDRAL", "dihedral", "inverse_dihedral", "DIHEDRAL_INVERSE"]
+
+NUM_DIHEDRAL = 8
+# rot90 and rot270 are each other's inverse; the rest are involutions.
+DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+def dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
+  """Applies dihedral transform `tid` to the last two axes of `grid`."""
+  if tid == 0:
+    return grid
+  if tid == 1:
+    return np.rot90(grid, k=1, axes=(-2, -1))
+  if tid == 2:
+    return np.rot90(grid, k=2, axes=(-2, -1))
+  if tid == 3:
+    return np.rot90(grid, k=3, axes=(-2, -1))
+  if tid == 4:
+    return np.flip(grid, axis=-1)
+  if tid == 5:
+    return np.flip(grid, axis=-2)
+  if tid == 6:
+    return np.swapaxes(grid, -2, -1)
+  if tid == 7:
+    return np.flip(np.rot90(grid, k=1, axes=(-2, -1)), axis=-1)
+  raise ValueError(f"dihedral transform id must be in 0..7, got {tid}")
+
+
+def inverse_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
+  return dihedral(grid, DIHEDRAL_INVERSE[tid])
