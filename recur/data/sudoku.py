@@ -1,0 +1,654 @@
+"""Sudoku puzzles: the Sudoku-Extreme CSV, a built-in generator, augmentation.
+
+Boards are n x n with boxes of `box = (box_rows, box_cols)` cells, n = box_rows *
+box_cols: 9x9 (3, 3) as in the paper, and the small 4x4 (2, 2) and 6x6 (2, 3).
+
+Token encoding (as the reference, `build_sudoku_dataset.py`): PAD=0, blank=1,
+digit d -> d + 1 (2..n+1), vocab n + 2 (11 for 9x9). Labels are the full solution,
+givens included; no label is IGNORE. Like the reference, every Sudoku example
+uses puzzle identifier 0 (the blank identifier) and `num_puzzle_identifiers` is 1.
+
+Groups are puzzles. A train group has `1 + num_aug` versions (reference:
+`--num_aug 1000`); version 0 is the puzzle itself and version v > 0 applies a
+`SudokuTransform` drawn from `(seed, group, v)`: digit permutation, transpose with
+p=0.5 (square boxes only: transposing 2x3 boxes would give 3x2 boxes), shuffle of
+the bands and of the rows within each band, of the stacks and of the columns
+within each stack. Test groups have one (unaugmented) version.
+
+Generator: a random full grid is filled by a randomised backtracking search, then
+givens are removed. With `num_blanks=k` k random cells are blanked at once and,
+while a second solution exists, a cell where it differs from the intended one is
+given back (fast, "easy" puzzles). With `num_blanks=None` every cell is tried in
+random order and blanked when the puzzle keeps a unique solution (a minimal
+puzzle). The difficulty rating is the number of dead ends met by a deterministic
+minimum-remaining-values backtracking search counting solutions up to 2; the
+hard split keeps puzzles with `rating >= min_rating`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import random
+import tempfile
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from recur.data.base import DataError, DatasetInfo, Example
+
+__all__ = [
+    "BLANK_TOKEN", "SudokuPuzzles", "SudokuTransform", "SudokuSource",
+    "encode_sudoku", "decode_sudoku", "random_transform", "apply_transform",
+    "invert_transform", "count_solutions", "sudoku_rating", "is_valid_solution",
+    "generate_sudoku_puzzles", "read_sudoku_csv",
+]
+
+BLANK_TOKEN = 1
+_GENERATOR_VERSION = 1  # bump when generated sets change; part of the cache key
+
+
+# ----------------------------------------------------------------------------
+# Encoding and geometry
+
+
+def encode_sudoku(digits: np.ndarray) -> np.ndarray:
+  """Digits (0 = blank, 1..n) -> tokens (blank 1, digit d -> d + 1), int32."""
+  return np.asarray(digits, dtype=np.int32) + 1
+
+
+def decode_sudoku(tokens: np.ndarray) -> np.ndarray:
+  """Tokens -> digits (0 = blank or PAD)."""
+  return np.maximum(np.asarray(tokens, dtype=np.int32) - 1, 0)
+
+
+def _check_box(box: Sequence[int]) -> tuple[int, int]:
+  box_rows, box_cols = (int(b) for b in box)
+  if box_rows < 1 or box_cols < 1 or box_rows * box_cols < 2:
+    raise ValueError(f"box must be two positive ints with product >= 2, got {box}")
+  return box_rows, box_cols
+
+
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+  n: int
+  cells: int
+  row: tuple[int, ...]
+  col: tuple[int, ...]
+  box: tuple[int, ...]
+  full: int                    # bitmask of all n digits
+  popcount: tuple[int, ...]    # popcount of every mask < 2**n
+  digit: dict[int, int]        # single-bit mask -> digit
+
+
+@functools.lru_cache(maxsize=None)
+def _geometry(box_rows: int, box_cols: int) -> _Geometry:
+  n = box_rows * box_cols
+  cells = range(n * n)
+  return _Geometry(
+      n=n, cells=n * n,
+      row=tuple(i // n for i in cells),
+      col=tuple(i % n for i in cells),
+      box=tuple((i // n) // box_rows * box_rows + (i % n) // box_cols
+                for i in cells),
+      full=(1 << n) - 1,
+      popcount=tuple(bin(m).count("1") for m in range(1 << n)),
+      digit={1 << d: d + 1 for d in range(n)})
+
+
+# ----------------------------------------------------------------------------
+# Solver
+
+
+def _search(geo: _Geometry, grid: list[int], limit: int,
+            shuffle: random.Random | None = None,
+            forbid: tuple[int, int] | None = None) -> tuple[list[list[int]], int]:
+  """Backtracking with minimum remaining values over row/col/box bitmasks.
+
+  Returns (up to `limit` solutions, number of dead ends). `shuffle` randomises
+  the order in which candidate digits are tried; `forbid=(cell, digit)` removes
+  one candidate (used to ask "is there a solution other than this one?").
+  """
+  n, full, pop, dig = geo.n, geo.full, geo.popcount, geo.digit
+  row_of, col_of, box_of = geo.row, geo.col, geo.box
+  rows, cols, boxes = [0] * n, [0] * n, [0] * n
+  empties = []
+  grid = list(grid)
+  for i, v in enumerate(grid):
+    if v:
+      bit = 1 << (v - 1)
+      r, c, b = row_of[i], col_of[i], box_of[i]
+      if (rows[r] | cols[c] | boxes[b]) & bit:
+        return [], 0                                # givens already clash
+      rows[r] |= bit
+      cols[c] |= bit
+      boxes[b] |= bit
+    else:
+      empties.append(i)
+  forbid_cell, forbid_bit = (-1, 0) if forbid is None else (
+      forbid[0], 1 << (forbid[1] - 1))
+  solutions: list[list[int]] = []
+  dead_ends = 0
+  num_empty = len(empties)
+
+  def recurse(k: int) -> bool:
+    nonlocal dead_ends
+    if k == num_empty:
+      solutions.append(list(grid))
+      return len(solutions) >= limit
+    best, best_count, best_mask = k, n + 1, 0
+    for j in range(k, num_empty):
+      i = empties[j]
+      mask = full & ~(rows[row_of[i]] | cols[col_of[i]] | boxes[box_of[i]])
+      if i == forbid_cell:
+        mask &= ~forbid_bit
+      count = pop[mask]
+      if count < best_count:
+        best, best_count, best_mask = j, count, mask
+        if count <= 1:
+          break
+    if best_count == 0:
+      dead_ends += 1
+      return False
+    empties[k], empties[best] = empties[best], empties[k]
+    i = empties[k]
+    r, c, b = row_of[i], col_of[i], box_of[i]
+    bits = []
+    mask = best_mask
+    while mask:
+      bit = mask & -mask
+      bits.append(bit)
+      mask ^= bit
+    if shuffle is not None and len(bits) > 1:
+      shuffle.shuffle(bits)
+    for bit in bits:
+      rows[r] |= bit
+      cols[c] |= bit
+      boxes[b] |= bit
+      grid[i] = dig[bit]
+      stop = recurse(k + 1)
+      rows[r] ^= bit
+      cols[c] ^= bit
+      boxes[b] ^= bit
+      if stop:
+        grid[i] = 0
+        empties[k], empties[best] = empties[best], empties[k]
+        return True
+    grid[i] = 0
+    empties[k], empties[best] = empties[best], empties[k]
+    return False
+
+  recurse(0)
+  return solutions, dead_ends
+
+
+def _flat(grid: np.ndarray | Sequence[int], geo: _Geometry) -> list[int]:
+  flat = [int(v) for v in np.asarray(grid).reshape(-1)]
+  if len(flat) != geo.cells:
+    raise ValueError(f"expected {geo.cells} cells, got {len(flat)}")
+  return flat
+
+
+def count_solutions(grid: np.ndarray, box: Sequence[int] = (3, 3),
+                    limit: int = 2) -> int:
+  """Number of solutions of a digit grid (0 = blank), counted up to `limit`."""
+  geo = _geometry(*_check_box(box))
+  return len(_search(geo, _flat(grid, geo), limit)[0])
+
+
+def sudoku_rating(grid: np.ndarray, box: Sequence[int] = (3, 3)) -> int:
+  """Difficulty rating: dead ends of the deterministic solver counting to 2."""
+  geo = _geometry(*_check_box(box))
+  return _search(geo, _flat(grid, geo), 2)[1]
+
+
+def is_valid_solution(solution: np.ndarray, box: Sequence[int] = (3, 3),
+                      question: np.ndarray | None = None) -> bool:
+  """True when `solution` obeys all row/column/box rules (and keeps the givens)."""
+  box_rows, box_cols = _check_box(box)
+  n = box_rows * box_cols
+  s = np.asarray(solution).reshape(n, n)
+  if s.min() < 1 or s.max() > n:
+    return False
+  want = np.arange(1, n + 1)
+  boxes = s.reshape(box_cols, box_rows, box_rows, box_cols).swapaxes(1, 2)
+  for groups in (s, s.T, boxes.reshape(n, n)):
+    if not np.array_equal(np.sort(groups, axis=1), np.broadcast_to(want, (n, n))):
+      return False
+  if question is not None:
+    q = np.asarray(question).reshape(n, n)
+    if np.any((q != 0) & (q != s)):
+      return False
+  return True
+
+
+# ----------------------------------------------------------------------------
+# Augmentation
+
+
+@dataclasses.dataclass(frozen=True)
+class SudokuTransform:
+  """A validity-preserving Sudoku symmetry.
+
+  Applied as: transpose (if set), then `out[i, j] = x[row_perm[i], col_perm[j]]`,
+  then `digit_map[out]` (digit_map[0] == 0 keeps blanks).
+  """
+  digit_map: np.ndarray   # int [n + 1]
+  transpose: bool
+  row_perm: np.ndarray    # int [n]
+  col_perm: np.ndarray    # int [n]
+
+
+def _identity_transform(n: int) -> SudokuTransform:
+  return SudokuTransform(np.arange(n + 1), False, np.arange(n), np.arange(n))
+
+
+def random_transform(rng: np.random.Generator,
+                     box: Sequence[int] = (3, 3)) -> SudokuTransform:
+  """Draws a transform: digits, transpose (square boxes), bands/rows, stacks/cols."""
+  box_rows, box_cols = _check_box(box)
+  n = box_rows * box_cols
+  digit_map = np.concatenate([[0], rng.permutation(np.arange(1, n + 1))])
+  transpose = bool(rng.random() < 0.5) if box_rows == box_cols else False
+  # box_cols bands of box_rows rows; box_rows stacks of box_cols columns.
+  row_perm = np.concatenate([band * box_rows + rng.permutation(box_rows)
+                             for band in rng.permutation(box_cols)])
+  col_perm = np.concatenate([stack * box_cols + rng.permutation(box_cols)
+                             for stack in rng.permutation(box_rows)])
+  return SudokuTransform(digit_map, transpose, row_perm, col_perm)
+
+
+def apply_transform(grid: np.ndarray, t: SudokuTransform) -> np.ndarray:
+  """Applies `t` to digit grids [..., n, n]."""
+  x = np.asarray(grid)
+  if t.transpose:
+    x = np.swapaxes(x, -2, -1)
+  x = x[..., t.row_perm, :][..., :, t.col_perm]
+  return t.digit_map[x].astype(np.asarray(grid).dtype)
+
+
+def invert_transform(grid: np.ndarray, t: SudokuTransform) -> np.ndarray:
+  """Inverse of `apply_transform`: `invert_transform(apply_transform(g, t), t) == g`."""
+  x = np.asarray(grid)
+  x = np.argsort(t.digit_map)[x]
+  x = x[..., np.argsort(t.row_perm), :][..., :, np.argsort(t.col_perm)]
+  if t.transpose:
+    x = np.swapaxes(x, -2, -1)
+  return x.astype(np.asarray(grid).dtype)
+
+
+# ----------------------------------------------------------------------------
+# Puzzle sets
+
+
+@dataclasses.dataclass(frozen=True)
+class SudokuPuzzles:
+  """A set of puzzles as digit grids (0 = blank)."""
+  questions: np.ndarray   # int8 [N, n, n]
+  answers: np.ndarray     # int8 [N, n, n]
+  ratings: np.ndarray     # int64 [N]
+  box: tuple[int, int] = (3, 3)
+  sources: tuple[str, ...] | None = None   # CSV "source" column, if any
+  num_bad: int = 0                          # rows skipped by skip_bad
+
+  def __len__(self) -> int:
+    return len(self.questions)
+
+  def subset(self, indices: Iterable[int]) -> "SudokuPuzzles":
+    idx = np.asarray(list(indices), dtype=np.int64)
+    return dataclasses.replace(
+        self, questions=self.questions[idx], answers=self.answers[idx],
+        ratings=self.ratings[idx],
+        sources=None if self.sources is None else tuple(
+            self.sources[i] for i in idx))
+
+
+def _generate_one(geo: _Geometry, rng: np.random.Generator,
+                  num_blanks: int | None) -> tuple[list[int], list[int]]:
+  """One (question, solution) pair with a unique solution."""
+  shuffle = random.Random(int(rng.integers(2**63)))
+  solution = _search(geo, [0] * geo.cells, 1, shuffle=shuffle)[0][0]
+  order = list(range(geo.cells))
+  shuffle.shuffle(order)
+  if num_blanks is None:
+    puzzle = list(solution)
+    for cell in order:
+      value = puzzle[cell]
+      puzzle[cell] = 0
+      if _search(geo, puzzle, 1, forbid=(cell, value))[0]:
+        puzzle[cell] = value       # another digit fits here: keep the given
+    return puzzle, solution
+  puzzle = list(solution)
+  blanked = order[:min(num_blanks, geo.cells)]
+  for cell in blanked:
+    puzzle[cell] = 0
+  while True:
+    solutions = _search(geo, puzzle, 2, shuffle=shuffle)[0]
+    other = [s for s in solutions if s != solution]
+    if not other:
+      return puzzle, solution
+    differ = [c for c in blanked if puzzle[c] == 0 and other[0][c] != solution[c]]
+    cell = differ[shuffle.randrange(len(differ))]
+    puzzle[cell] = solution[cell]
+
+
+def generate_sudoku_puzzles(num: int, *, box: Sequence[int] = (3, 3),
+                            seed: int = 0, stream: int = 0,
+                            num_blanks: int | None = None, min_rating: int = 0,
+                            exclude: Iterable[bytes] = (),
+                            max_attempts: int | None = None) -> SudokuPuzzles:
+  """Generates `num` distinct puzzles with exactly one solution.
+
+  Attempt i draws from `np.random.default_rng([seed, stream, i])`, so a set is
+  reproducible and a longer set extends a shorter one. Puzzles with a rating
+  below `min_rating`, duplicates and puzzles whose question bytes are in
+  `exclude` (e.g. the train split, when making the test split) are skipped.
+
+  Args:
+    num: number of puzzles.
+    box: (box_rows, box_cols); the board is n x n with n = box_rows * box_cols.
+    seed, stream: random stream (e.g. stream 0 for train, 1 for test).
+    num_blanks: blank this many cells, giving some back for uniqueness (fast);
+      None for minimal puzzles (every remaining given is needed).
+    min_rating: keep puzzles with `sudoku_rating >= min_rating` (hard split).
+    exclude: question bytes (`q.astype(np.int8).tobytes()`) to avoid.
+    max_attempts: give up (ValueError) after this many attempts; default
+      `100 * num + 1000`.
+  """
+  geo = _geometry(*_check_box(box))
+  seen = set(exclude)
+  questions, answers, ratings = [], [], []
+  max_attempts = 100 * num + 1000 if max_attempts is None else max_attempts
+  attempt = 0
+  while len(questions) < num:
+    if attempt >= max_attempts:
+      raise ValueError(
+          f"only {len(questions)} of {num} distinct puzzles with rating >= "
+          f"{min_rating} after {attempt} attempts (box={tuple(box)})")
+    rng = np.random.default_rng([seed, stream, attempt])
+    attempt += 1
+    puzzle, solution = _generate_one(geo, rng, num_blanks)
+    rating = _search(geo, puzzle, 2)[1]
+    key = np.asarray(puzzle, np.int8).tobytes()
+    if rating < min_rating or key in seen:
+      continue
+    seen.add(key)
+    questions.append(puzzle)
+    answers.append(solution)
+    ratings.append(rating)
+  shape = (len(questions), geo.n, geo.n)
+  return SudokuPuzzles(
+      questions=np.asarray(questions, np.int8).reshape(shape),
+      answers=np.asarray(answers, np.int8).reshape(shape),
+      ratings=np.asarray(ratings, np.int64), box=_check_box(box))
+
+
+def _cached(cache_dir: str | None, params: dict[str, Any], make) -> SudokuPuzzles:
+  """Loads a generated set from `cache_dir` or makes and stores it atomically."""
+  if cache_dir is None:
+    return make()
+  key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+  path = os.path.join(cache_dir, f"sudoku_{key[:16]}.npz")
+  if os.path.exists(path):
+    with np.load(path) as z:
+      return SudokuPuzzles(questions=z["questions"], answers=z["answers"],
+                           ratings=z["ratings"], box=tuple(params["box"]))
+  puzzles = make()
+  os.makedirs(cache_dir, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, questions=puzzles.questions, answers=puzzles.answers,
+               ratings=puzzles.ratings, params=json.dumps(params))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return puzzles
+
+
+# ----------------------------------------------------------------------------
+# CSV
+
+
+_CSV_HEADER = ["source", "q", "a", "rating"]
+
+
+def read_sudoku_csv(path: str, *, box: Sequence[int] = (3, 3),
+                    min_difficulty: int | None = None,
+                    skip_bad: bool = False) -> SudokuPuzzles:
+  """Reads the Sudoku-Extreme layout `source,q,a,rating` ('.' or '0' = blank).
+
+  Every row is checked: four fields, `q` and `a` of n*n characters, digits
+  1..n in `a` (and '.'/'0' too in `q`), an integer rating, `a` keeps the givens
+  of `q` and `a` is a valid solution. A bad row raises DataError naming the file,
+  the row (line number, header = 1) and the field; with `skip_bad` it is
+  skipped and counted in `num_bad`. `min_difficulty` keeps rows with
+  `rating >= min_difficulty`, as the reference.
+  """
+  box = _check_box(box)
+  n = box[0] * box[1]
+  cells = n * n
+  digits = "".join(str(d) if d < 10 else chr(ord("A") + d - 10)
+                   for d in range(1, n + 1))
+  lut_q = np.full(256, -1, np.int16)
+  lut_a = np.full(256, -1, np.int16)
+  for value, ch in enumerate(digits, start=1):
+    lut_q[ord(ch)] = lut_a[ord(ch)] = value
+  lut_q[ord(".")] = lut_q[ord("0")] = 0
+  questions, answers, ratings, sources = [], [], [], []
+  num_bad = 0
+
+  def bad(line: int, field: str, why: str) -> None:
+    nonlocal num_bad
+    if not skip_bad:
+      raise DataError(f"{path}: row {line}: field '{field}': {why}")
+    num_bad += 1
+
+  def parse(text: str, lut: np.ndarray, line: int, field: str):
+    if len(text) != cells:
+      return bad(line, field, f"expected {cells} characters, got {len(text)}")
+    raw = np.frombuffer(text.encode("latin-1", "replace"), np.uint8)
+    if len(raw) != cells:
+      return bad(line, field, "non-ASCII character")
+    values = lut[raw]
+    if values.min() < 0:
+      pos = int(np.argmax(values < 0))
+      return bad(line, field, f"bad character {text[pos]!r} at position {pos}")
+    return values.astype(np.int8).reshape(n, n)
+
+  try:
+    f = open(path, newline="")
+  except OSError as e:
+    raise DataError(f"{path}: cannot open: {e}") from e
+  with f:
+    reader = csv.reader(f)
+    for fields in reader:
+      line = reader.line_num
+      if line == 1 and fields == _CSV_HEADER:
+        continue
+      if len(fields) != 4:
+        bad(line, "row", f"expected 4 fields (source,q,a,rating), got {len(fields)}")
+        continue
+      source, q_text, a_text, rating_text = fields
+      try:
+        rating = int(rating_text)
+      except ValueError:
+        bad(line, "rating", f"not an integer: {rating_text!r}")
+        continue
+      q = parse(q_text, lut_q, line, "q")
+      if q is None:
+        continue
+      a = parse(a_text, lut_a, line, "a")
+      if a is None:
+        continue
+      clash = (q != 0) & (q != a)
+      if clash.any():
+        r, c = (int(v) for v in np.argwhere(clash)[0])
+        bad(line, "a", f"disagrees with the given in q at row {r}, column {c}")
+        continue
+      if not is_valid_solution(a, box):
+        bad(line, "a", "not a valid solution (a row, column or box repeats a digit)")
+        continue
+      if min_difficulty is not None and rating < min_difficulty:
+        continue
+      questions.append(q)
+      answers.append(a)
+      ratings.append(rating)
+      sources.append(source)
+  shape = (len(questions), n, n)
+  return SudokuPuzzles(
+      questions=np.asarray(questions, np.int8).reshape(shape),
+      answers=np.asarray(answers, np.int8).reshape(shape),
+      ratings=np.asarray(ratings, np.int64), box=box, sources=tuple(sources),
+      num_bad=num_bad)
+
+
+# ----------------------------------------------------------------------------
+# Source
+
+
+class SudokuSource:
+  """Sudoku as a `PuzzleSource` (see the module docstring for the encoding).
+
+  Build with `SudokuSource.from_csv(...)`, `SudokuSource.generated(...)` or
+  directly from `SudokuPuzzles` per split.
+  """
+
+  def __init__(self, splits: dict[str, SudokuPuzzles], *, num_aug: int = 1000,
+               seed: int = 0, name: str = "sudoku",
+               details: dict[str, Any] | None = None):
+    if not splits:
+      raise ValueError("at least one split is needed")
+    boxes = {p.box for p in splits.values()}
+    if len(boxes) != 1:
+      raise ValueError(f"all splits must share one box shape, got {boxes}")
+    if num_aug < 0:
+      raise ValueError(f"num_aug must be >= 0, got {num_aug}")
+    self.box = boxes.pop()
+    self.n = self.box[0] * self.box[1]
+    self._splits = dict(splits)
+    self.num_aug = num_aug
+    self.seed = seed
+    self._details = dict(details or {})
+    self.info = DatasetInfo(name=name, seq_len=self.n * self.n,
+                            vocab_size=self.n + 2, num_puzzle_identifiers=1,
+                            splits=tuple(splits))
+
+  @classmethod
+  def from_csv(cls, path: str, *, test_path: str | None = None,
+               box: Sequence[int] = (3, 3), num_train: int | None = 1000,
+               min_difficulty: int | None = None, skip_bad: bool = False,
+               num_aug: int = 1000, seed: int = 0,
+               name: str = "sudoku-extreme") -> "SudokuSource":
+    """Reads `path/train.csv` and `path/test.csv`, or the file `path` as train
+    (and `test_path` as test, if given).
+
+    `num_train` puzzles are sampled from the train file without replacement
+    (None: all), with a generator seeded by `seed`; the test split is kept whole.
+    """
+    if os.path.isdir(path):
+      files = {"train": os.path.join(path, "train.csv"),
+               "test": os.path.join(path, "test.csv")}
+    else:
+      files = {"train": path}
+      if test_path is not None:
+        files["test"] = test_path
+    splits = {split: read_sudoku_csv(file, box=box, min_difficulty=min_difficulty,
+                                     skip_bad=skip_bad)
+              for split, file in files.items()}
+    train = splits["train"]
+    if num_train is not None and num_train < len(train):
+      rng = np.random.default_rng([seed, 0x5D])
+      splits["train"] = train.subset(
+          np.sort(rng.choice(len(train), size=num_train, replace=False)))
+    details = {"files": files, "num_train_file_rows": len(train),
+               "min_difficulty": min_difficulty,
+               "num_bad": {s: p.num_bad for s, p in splits.items()}}
+    return cls(splits, num_aug=num_aug, seed=seed, name=name, details=details)
+
+  @classmethod
+  def generated(cls, *, box: Sequence[int] = (3, 3), num_train: int = 1000,
+                num_test: int = 1000, num_blanks: int | None = None,
+                min_rating: int = 0, num_aug: int = 1000, seed: int = 0,
+                cache_dir: str | None = None,
+                name: str | None = None) -> "SudokuSource":
+    """Built-in generator; train and test are disjoint (test excludes train).
+
+    Easy 9x9: `num_blanks=45`; hard: `num_blanks=None, min_rating=...`
+    (minimal puzzles, slow: pass `cache_dir` to keep them).
+    """
+    box = _check_box(box)
+    params = {"box": list(box), "num_blanks": num_blanks, "min_rating": min_rating,
+              "seed": seed, "version": _GENERATOR_VERSION}
+    train = _cached(cache_dir, {**params, "split": "train", "num": num_train},
+                    lambda: generate_sudoku_puzzles(
+                        num_train, box=box, seed=seed, stream=0,
+                        num_blanks=num_blanks, min_rating=min_rating))
+    exclude = {q.tobytes() for q in train.questions.astype(np.int8)}
+    test = _cached(cache_dir, {**params, "split": "test", "num": num_test},
+                   lambda: generate_sudoku_puzzles(
+                       num_test, box=box, seed=seed, stream=1,
+                       num_blanks=num_blanks, min_rating=min_rating,
+                       exclude=exclude))
+    n = box[0] * box[1]
+    name = name or f"sudoku-gen-{n}x{n}"
+    return cls({"train": train, "test": test}, num_aug=num_aug, seed=seed,
+               name=name, details={"generator": params})
+
+  def puzzles(self, split: str) -> SudokuPuzzles:
+    try:
+      return self._splits[split]
+    except KeyError:
+      raise KeyError(f"unknown split {split!r}; have {self.info.splits}") from None
+
+  def num_groups(self, split: str) -> int:
+    return len(self.puzzles(split))
+
+  def num_versions(self, split: str, group: int) -> int:
+    self._check_group(split, group)
+    return 1 + self.num_aug if split == "train" else 1
+
+  def transform(self, split: str, group: int, version: int) -> SudokuTransform:
+    """The transform of one version (identity for version 0)."""
+    if not 0 <= version < self.num_versions(split, group):
+      raise IndexError(f"version {version} out of range for {split}/{group}")
+    if version == 0:
+      return _identity_transform(self.n)
+    split_code = self.info.splits.index(split)
+    rng = np.random.default_rng([self.seed, split_code, group, version])
+    return random_transform(rng, self.box)
+
+  def examples(self, split: str, group: int, version: int,
+               rng: np.random.Generator | None = None) -> Sequence[Example]:
+    del rng  # Sudoku has no per-epoch randomness beyond the version.
+    t = self.transform(split, group, version)
+    p = self.puzzles(split)
+    q = apply_transform(p.questions[group], t)
+    a = apply_transform(p.answers[group], t)
+    return [Example(inputs=encode_sudoku(q).reshape(-1),
+                    labels=encode_sudoku(a).reshape(-1), puzzle_identifier=0,
+                    group=group, version=version, index=0)]
+
+  def group_name(self, split: str, group: int) -> str:
+    self._check_group(split, group)
+    sources = self.puzzles(split).sources
+    prefix = sources[group] if sources else self.info.name
+    return f"{split}/{group}:{prefix}"
+
+  def describe(self) -> dict[str, Any]:
+    return {"name": self.info.name, "box": list(self.box),
+            "seq_len": self.info.seq_len, "vocab_size": self.info.vocab_size,
+            "num_aug": self.num_aug, "seed": self.seed,
+            "num_groups": {s: len(p) for s, p in self._splits.items()},
+            "mean_rating": {s: float(p.ratings.mean()) if len(p) else None
+                            for s, p in self._splits.items()},
+            **self._details}
+
+  def _check_group(self, split: str, group: int) -> None:
+    if not 0 <= group < self.num_groups(split):
+      raise IndexError(f"group {group} out of range for split {split!r}")
