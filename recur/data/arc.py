@@ -163,15 +163,16 @@ def _task(task_id: str, value: Any, source: str, subset: str, canvas: int,
   return ArcTask(task_id, train, test, subset, source)
 
 
-def _read_json(path: str) -> Any:
+def _read_json(path: str, task_id: str | None = None) -> Any:
+  where = path if task_id is None else f"{path}: task {task_id!r}"
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)
   except json.JSONDecodeError as e:
-    raise DataError(f"{path}: malformed JSON at line {e.lineno}, column "
+    raise DataError(f"{where}: malformed JSON at line {e.lineno}, column "
                     f"{e.colno}: {e.msg}") from e
   except UnicodeDecodeError as e:
-    raise DataError(f"{path}: not UTF-8 text: {e}") from e
+    raise DataError(f"{where}: not UTF-8 text: {e}") from e
 
 
 class _Collector:
@@ -224,7 +225,7 @@ def load_task_file(path: str, subset: str = "",
                    canvas: int = aa.DEFAULT_CANVAS) -> ArcTask:
   """One `<task_id>.json` file."""
   task_id = os.path.splitext(os.path.basename(path))[0]
-  return _task(task_id, _read_json(path), path, subset, canvas)
+  return _task(task_id, _read_json(path, task_id), path, subset, canvas)
 
 
 def load_task_dir(path: str, subset: str | None = None, recursive: bool = True,

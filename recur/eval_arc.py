@@ -1,0 +1,246 @@
+"""ARC scoring: voting over augmented versions, pass@K and the submission file.
+
+Procedure (reference `evaluators/arc.py`): each predicted board is cropped to the
+largest top-left rectangle of colour tokens, shifted back to colours 0..9, and
+un-augmented (inverse colour permutation, inverse dihedral transform). Votes are
+pooled per (task, test input) across all versions of the task. Candidates rank
+by vote count, then by mean sigmoid(q_halt) over their votes, then by first
+arrival (the reference's stable sort). A test input is solved at K when the true
+output is among its top K candidates; a task scores the mean over its test
+inputs; pass@K is the mean over all scored tasks (tasks or inputs without any
+prediction count as 0).
+
+Feeding: for every batch, pass the `group`, `version` and `index` of each row
+(the fields of `recur.data.base.Example`), the predicted tokens, q_halt logits
+and a mask of real (non-padding) rows:
+
+  ev = ArcEvaluator(source)
+  for batch, out in ...:
+    ev.update(batch["group"], batch["version"], batch["index"], out["preds"],
+              out["q_halt_logits"], batch["mask"])
+  metrics = ev.result()            # {"pass@1": ..., "pass@2": ..., ...}
+  ev.write_submission("submission.json")
+
+Submission: `{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}`, one entry
+per test input in order. With a single candidate both attempts are that
+candidate (as the reference); with none, or an empty crop, the grid is [[0]]
+(the reference drops the entry, which misaligns later test inputs).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from recur.data import arc_augment as aa
+from recur.data.base import DataError
+
+__all__ = ["ArcEvaluator", "validate_submission", "write_json_atomic",
+           "SUBMISSION_ATTEMPTS", "EMPTY_GRID"]
+
+SUBMISSION_ATTEMPTS = 2
+EMPTY_GRID = [[0]]
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  """Writes JSON via a temp file in the same directory and `os.replace`."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+class ArcEvaluator:
+  """Accumulates predictions of one split of an `ArcSource` and scores them.
+
+  Args:
+    source: the `recur.data.arc.ArcSource` the predictions were made on.
+    split: which split's groups `update` refers to ("test": scored test inputs;
+      "train": every example of each group is a target).
+    pass_ks: the K of pass@K.
+  """
+
+  def __init__(self, source, split: str = "test",
+               pass_ks: Sequence[int] = (1, 2, 5, 10, 100, 1000)):
+    self.source = source
+    self.split = split
+    self.pass_ks = tuple(int(k) for k in pass_ks)
+    self.canvas = source.canvas
+    self._num_groups = source.num_groups(split)
+    self.reset()
+
+  def reset(self) -> None:
+    # (group, index) -> {grid key: [votes, sum of sigmoid(q)]}, arrival order.
+    self._votes: dict[tuple[int, int], dict[bytes, list[float]]] = {}
+    self._grids: dict[bytes, np.ndarray] = {}
+    self.num_rows = 0
+
+  def update(self, group, version, index, preds, q_halt_logits, mask=None
+             ) -> None:
+    """Adds one batch. All arguments are host arrays with leading axis B:
+    group/version/index int [B], preds int [B, seq_len], q_halt_logits [B],
+    mask bool [B] (False rows are padding and ignored)."""
+    preds = np.asarray(preds)
+    b = preds.shape[0]
+    if preds.ndim != 2 or preds.shape[1] != self.canvas * self.canvas:
+      raise ValueError(f"preds must be [B, {self.canvas ** 2}], got "
+                       f"{preds.shape}")
+    group = np.broadcast_to(np.asarray(group), (b,))
+    version = np.broadcast_to(np.asarray(version), (b,))
+    index = np.broadcast_to(np.asarray(index), (b,))
+    q = np.broadcast_to(_sigmoid(q_halt_logits), (b,))
+    mask = np.ones(b, bool) if mask is None else np.broadcast_to(
+        np.asarray(mask, bool), (b,))
+    for r in np.flatnonzero(mask):
+      g, v, i = int(group[r]), int(version[r]), int(index[r])
+      if not 0 <= g < self._num_groups:
+        raise ValueError(f"row {r}: group {g} outside [0, {self._num_groups})")
+      num_targets = len(self.source.pairs(self.split, g))
+      if not 0 <= i < num_targets:
+        raise ValueError(f"row {r}: index {i} outside [0, {num_targets}) for "
+                         f"group {g}")
+      aug = self.source.augmentation(self.split, g, v)
+      grid = aa.inverse_augment_grid(aa.crop(preds[r], self.canvas), aug)
+      key = aa.grid_key(grid)
+      self._grids.setdefault(key, grid)
+      stats = self._votes.setdefault((g, i), {}).setdefault(key, [0, 0.0])
+      stats[0] += 1
+      stats[1] += float(q[r])
+      self.num_rows += 1
+
+  def ranked(self, group: int, index: int) -> list[tuple[np.ndarray, int, float]]:
+    """Candidates of one target, best first: (grid, votes, mean sigmoid(q))."""
+    cands = self._votes.get((group, index), {})
+    order = sorted(cands.items(), key=lambda kv: (-kv[1][0],
+                                                  -kv[1][1] / kv[1][0]))
+    return [(self._grids[k], int(n), s / n) for k, (n, s) in order]
+
+  def result(self) -> dict[str, float]:
+    """pass@K for each K: per-task mean over test inputs, mean over tasks."""
+    if not self._num_groups:
+      return {f"pass@{k}": 0.0 for k in self.pass_ks}
+    totals = np.zeros(len(self.pass_ks))
+    for g in range(self._num_groups):
+      pairs = self.source.pairs(self.split, g)
+      solved = np.zeros(len(self.pass_ks))
+      for i, pair in enumerate(pairs):
+        cands = self._votes.get((g, i), {})
+        if not cands:
+          continue
+        order = [k for k, _ in sorted(
+            cands.items(), key=lambda kv: (-kv[1][0], -kv[1][1] / kv[1][0]))]
+        truth = aa.grid_key(pair.output)
+        if truth in order:
+          rank = order.index(truth)
+          solved += [rank < k for k in self.pass_ks]
+      totals += solved / len(pairs)
+    return {f"pass@{k}": float(t / self._num_groups)
+            for k, t in zip(self.pass_ks, totals)}
+
+  def submission(self) -> dict[str, list[dict[str, list[list[int]]]]]:
+    """ARC Prize format: the top 2 candidates per test input, in order."""
+    out = {}
+    for g in range(self._num_groups):
+      entries = []
+      for i in range(len(self.source.pairs(self.split, g))):
+        grids = [c[0] for c in self.ranked(g, i)[:SUBMISSION_ATTEMPTS]]
+        grids = [x.tolist() if x.size else EMPTY_GRID for x in grids]
+        while len(grids) < SUBMISSION_ATTEMPTS:
+          grids.append(grids[0] if grids else EMPTY_GRID)
+        entries.append({f"attempt_{a + 1}": grid for a, grid in enumerate(grids)})
+      out[self.source.task_id(self.split, g)] = entries
+    return out
+
+  def write_submission(self, path: str) -> dict[str, Any]:
+    """Writes `submission()` to `path` atomically; returns it."""
+    sub = self.submission()
+    write_json_atomic(path, sub)
+    return sub
+
+
+def _check_grid(grid: Any, where: str) -> None:
+  if not isinstance(grid, list) or not grid:
+    raise DataError(f"{where}: expected a non-empty list of rows")
+  width = None
+  for r, row in enumerate(grid):
+    if not isinstance(row, list) or not row:
+      raise DataError(f"{where}: row {r} is not a non-empty list")
+    if width is None:
+      width = len(row)
+    elif len(row) != width:
+      raise DataError(f"{where}: ragged rows: row {r} has {len(row)} cells, "
+                      f"row 0 has {width}")
+    for c, x in enumerate(row):
+      if type(x) is not int or not 0 <= x <= 9:
+        raise DataError(f"{where}: cell ({r}, {c}) = {x!r} is not a colour 0-9")
+  if len(grid) > aa.DEFAULT_CANVAS or width > aa.DEFAULT_CANVAS:
+    raise DataError(f"{where}: grid {len(grid)}x{width} exceeds 30x30")
+
+
+def validate_submission(obj_or_path: Any, tasks: Any) -> dict[str, Any]:
+  """Checks an ARC Prize submission; raises DataError naming task and field.
+
+  Args:
+    obj_or_path: the submission object or the path of its JSON file.
+    tasks: what it must answer: an `ArcSource` (its scored tasks), or a
+      mapping task id -> number of test inputs (or a sequence of test pairs).
+
+  Returns:
+    The submission object.
+  """
+  where = "submission"
+  if isinstance(obj_or_path, (str, os.PathLike)):
+    where = os.fspath(obj_or_path)
+    try:
+      with open(obj_or_path, encoding="utf-8") as f:
+        obj = json.load(f)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{where}: malformed JSON at line {e.lineno}, column "
+                      f"{e.colno}: {e.msg}") from e
+  else:
+    obj = obj_or_path
+  if hasattr(tasks, "scored_task_ids"):
+    tasks = {t: len(tasks.test_pairs(t)) for t in tasks.scored_task_ids()}
+  counts = {t: n if isinstance(n, int) else len(n) for t, n in tasks.items()}
+  if not isinstance(obj, dict):
+    raise DataError(f"{where}: expected an object mapping task ids to lists, "
+                    f"got {type(obj).__name__}")
+  missing = sorted(set(counts) - set(obj))
+  if missing:
+    raise DataError(f"{where}: {len(missing)} task(s) missing, e.g. "
+                    f"{missing[:5]}")
+  extra = sorted(set(obj) - set(counts))
+  if extra:
+    raise DataError(f"{where}: unknown task(s) {extra[:5]}")
+  names = {f"attempt_{a + 1}" for a in range(SUBMISSION_ATTEMPTS)}
+  for task_id, entries in obj.items():
+    here = f"{where}: task {task_id!r}"
+    if not isinstance(entries, list):
+      raise DataError(f"{here}: expected a list, got {type(entries).__name__}")
+    if len(entries) != counts[task_id]:
+      raise DataError(f"{here}: {len(entries)} entries for {counts[task_id]} "
+                      "test inputs")
+    for i, entry in enumerate(entries):
+      if not isinstance(entry, dict) or set(entry) != names:
+        raise DataError(f"{here}[{i}]: expected an object with keys "
+                        f"{sorted(names)}")
+      for name in sorted(names):
+        _check_grid(entry[name], f"{here}[{i}].{name}")
+  return obj
