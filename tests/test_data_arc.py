@@ -227,7 +227,7 @@ class LoadTest(parameterized.TestCase):
     path = self._write("evaluation/x1.json", None,
                        raw='{"train": [\n  {"input": [[1]],, }\n]}')
     self._expect_error(self.dir, path, "'x1'", "malformed JSON", "line 2",
-                       "column 18")
+                       "column 19")
 
   def test_scored_task_needs_test_outputs(self):
     path = self._write("evaluation/e1.json", _task_json(test=[{"input": [[1]]}]))
