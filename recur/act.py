@@ -1,0 +1,142 @@
+"""ACT / deep supervision as pure functions over a carry pytree.
+
+One optimizer step = one supervision segment for the whole batch. The carry
+(z_H, z_L, steps, halted, current_data) persists across steps; rows that halted
+are reset to H_init/L_init and refilled with the same row of the new batch
+(`refill`), then one segment runs and the halting rule decides (`advance`).
+Training: halted = steps >= halt_max_steps, or the Q head says halt (TRM:
+q_halt > 0; HRM / act_continue: q_halt > q_continue), subject to exploration
+(with probability p a row must run at least U{2..halt_max_steps} steps).
+Evaluation: every row runs exactly halt_max_steps segments.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from recur import core
+
+__all__ = ["ActCarry", "empty_carry", "refill", "advance", "act_step",
+           "supervised_loss", "lookup_rows",
+           "eval_rollout"]
+
+Array = jax.Array
+Params = dict[str, Any]
+
+
+class ActCarry(NamedTuple):
+  z_H: Array                    # [B, S, D]
+  z_L: Array                    # [B, S, D] ([B, 0, D] for the baseline)
+  steps: Array                  # [B] int32
+  halted: Array                 # [B] bool
+  current_data: dict[str, Array]  # the rows being worked on
+
+
+def empty_carry(cfg: core.ModelConfig, batch: dict[str, Any]) -> ActCarry:
+  """All rows halted, so the first step fills every row from its batch."""
+  b = batch["inputs"].shape[0]
+  s, d = cfg.full_seq_len, cfg.hidden_size
+  s_l = 0 if getattr(cfg, "model", "") == "transformer" else s
+  return ActCarry(
+      z_H=jnp.zeros((b, s, d), cfg.dtype),
+      z_L=jnp.zeros((b, s_l, d), cfg.dtype),
+      steps=jnp.zeros((b,), jnp.int32),
+      halted=jnp.ones((b,), bool),
+      current_data={k: jnp.zeros(v.shape, v.dtype) for k, v in batch.items()},
+  )
+
+
+def refill(params: Params, carry: ActCarry, batch: dict[str, Array]) -> ActCarry:
+  """Resets halted rows to the init states and swaps in the new batch's rows."""
+  h = carry.halted
+  dtype = carry.z_H.dtype
+  z_H = jnp.where(h[:, None, None], params["H_init"].astype(dtype), carry.z_H)
+  z_L = jnp.where(h[:, None, None], params["L_init"].astype(dtype), carry.z_L)
+  data = {k: jnp.where(h.reshape((-1,) + (1,) * (v.ndim - 1)), batch[k], v)
+          for k, v in carry.current_data.items()}
+  return ActCarry(z_H, z_L, jnp.where(h, 0, carry.steps), jnp.zeros_like(h), data)
+
+
+def advance(cfg: core.ModelConfig, params: Params, carry: ActCarry,
+            key: Array | None = None, *, train: bool,
+            puzzle_emb: Array | None = None) -> tuple[ActCarry, dict[str, Array]]:
+  """Runs one segment on the (already refilled) carry and applies halting."""
+  inner = core.InnerCarry(carry.z_H, carry.z_L)
+  inner, out = cfg.segment(params, inner, carry.current_data, puzzle_emb)
+  outputs = {"logits": out.logits, "q_halt_logits": out.q_logits[:, 0],
+             "q_continue_logits": out.q_logits[:, 1]}
+  steps = carry.steps + 1
+  is_last = steps >= cfg.halt_max_steps
+  halted = is_last
+  if train and cfg.halt_max_steps > 1:
+    q_halt = jax.lax.stop_gradient(outputs["q_halt_logits"])
+    q_cont = jax.lax.stop_gradient(outputs["q_continue_logits"])
+    halted = halted | ((q_halt > q_cont) if cfg.act_continue else (q_halt > 0))
+    if cfg.halt_exploration_prob > 0:
+      if key is None:
+        raise ValueError("training with halt_exploration_prob > 0 needs a PRNG key")
+      k_explore, k_min = jax.random.split(key)
+      explore = jax.random.uniform(k_explore, steps.shape) < cfg.halt_exploration_prob
+      min_steps = explore * jax.random.randint(k_min, steps.shape, 2,
+                                               cfg.halt_max_steps + 1)
+      halted = halted & (steps >= min_steps)
+    if cfg.act_continue:
+      # Q-learning target from one more no-grad segment on the new carry.
+      sg = jax.lax.stop_gradient
+      rows = None if puzzle_emb is None else sg(puzzle_emb)
+      _, nxt = cfg.segment(sg(params), inner, carry.current_data, rows)
+      nxt_halt, nxt_cont = nxt.q_logits[:, 0], nxt.q_logits[:, 1]
+      outputs["target_q_continue"] = sg(jax.nn.sigmoid(
+          jnp.where(is_last, nxt_halt, jnp.maximum(nxt_halt, nxt_cont))))
+  new = ActCarry(inner.z_H, inner.z_L, steps, halted, carry.current_data)
+  return new, outputs
+
+
+def act_step(cfg: core.ModelConfig, params: Params, carry: ActCarry,
+             batch: dict[str, Array], key: Array | None = None, *, train: bool
+             ) -> tuple[ActCarry, dict[str, Array]]:
+  """`refill` then `advance`, puzzle-embedding rows looked up from params."""
+  return advance(cfg, params, refill(params, carry, batch), key, train=train)
+
+
+def eval_rollout(cfg: core.ModelConfig, params: Params, batch: dict[str, Array],
+                 num_steps: int | None = None) -> dict[str, Array]:
+  """Evaluation: fresh carry, `num_steps` (default halt_max_steps) segments.
+
+  Returns per-step logits [T, B, seq, V] and q_halt/q_continue [T, B]."""
+  n = cfg.halt_max_steps if num_steps is None else num_steps
+  carry = refill(params, empty_carry(cfg, batch), batch)
+
+  def body(c, _):
+    inner, out = cfg.segment(params, core.InnerCarry(c.z_H, c.z_L), c.current_data)
+    c = c._replace(z_H=inner.z_H, z_L=inner.z_L, steps=c.steps + 1)
+    return c, {"logits": out.logits, "q_halt_logits": out.q_logits[:, 0],
+               "q_continue_logits": out.q_logits[:, 1]}
+
+  _, per_step = jax.lax.scan(body, carry, None, length=n)
+  return per_step
+
+
+def supervised_loss(cfg: core.ModelConfig, net: Params, puzzle_rows: Array | None,
+                    params: Params, carry: ActCarry, key: Array | None, *,
+                    loss_type: str, global_batch_size: int, train: bool = True):
+  """Loss of one segment on a refilled carry, differentiable w.r.t. the dense
+  weights `net` and the looked-up puzzle-embedding rows.
+
+  Returns (total / global_batch_size, (new_carry, outputs, metrics))."""
+  from recur import losses  # pylint: disable=g-import-not-at-top
+  new, outputs = advance(cfg, {**params, "net": net}, carry, key, train=train,
+                         puzzle_emb=puzzle_rows)
+  total, metrics = losses.act_loss(outputs, new.current_data["labels"],
+                                   new.halted, new.steps, loss_type)
+  return total / global_batch_size, (new, outputs, metrics)
+
+
+def lookup_rows(cfg: core.ModelConfig, params: Params, carry: ActCarry):
+  """Puzzle-embedding rows of the carry's current puzzles ([B, P] or None)."""
+  if not cfg.prefix_len:
+    return None
+  return jnp.take(params["puzzle_emb"], carry.current_data["puzzle_identifiers"],
+                  axis=0)

@@ -1,0 +1,59 @@
+"""HRM: Hierarchical Reasoning Model (arXiv 2506.21734), separate H and L nets.
+
+All H_cycles x L_cycles L-updates and H_cycles H-updates run without gradient
+except the very last L-update and H-update ("1-step gradient"). HRM's ACT learns
+a q_continue target from one extra no-grad segment (see `recur.act`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from recur import core, layers
+from recur.trm import _level
+
+__all__ = ["HRMConfig", "init", "segment"]
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class HRMConfig(core.ModelConfig):
+  """HRM on ARC by default (27M parameters)."""
+  model: str = "hrm"
+  H_cycles: int = 2
+  L_cycles: int = 2
+  H_layers: int = 4
+  L_layers: int = 4
+  grad_mode: str = "one_step"
+  act_continue: bool = True
+
+  def init(self, key) -> Params:
+    return init(key, self)
+
+  def segment(self, params, inner, batch, puzzle_emb=None):
+    return segment(params, inner, batch, self, puzzle_emb)
+
+
+def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
+  k_io, k_h, k_l = jax.random.split(key, 3)
+  net, buffers = core.init_io(k_io, cfg)
+  net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
+  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  return {"net": net, **buffers}
+
+
+def segment(params: Params, inner: core.InnerCarry, batch: dict,
+            cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
+            ) -> tuple[core.InnerCarry, core.SegmentOutput]:
+  net = params["net"]
+  if puzzle_emb is None and cfg.prefix_len:
+    puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
+  x = core.embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
+  level = _level(cfg, core.rope_for(cfg))
+  out = core.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
+  heads = core.output_heads(cfg, net, out.z_H)
+  return core.InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads

@@ -1,0 +1,96 @@
+"""Losses and metrics of the ACT loss head (the reference's `ACTLossHead`).
+
+Per step, on every row: lm_loss = sum over rows of (sum of token CE) / max(1,
+valid tokens); q_halt_loss = sum BCE(q_halt, row exactly correct); HRM adds
+q_continue_loss = sum BCE(q_continue, target). total = lm + 0.5 (q_halt + q_cont);
+the trainer divides by the global batch size. Metrics are sums over rows that
+halted this step and have at least one valid label.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from recur.data.base import IGNORE_LABEL_ID
+
+__all__ = ["stablemax_cross_entropy", "softmax_cross_entropy", "act_loss",
+           "LOSSES"]
+
+Array = jax.Array
+
+
+def _wide(x: Array) -> Array:
+  """float64 when x64 is enabled (as the reference), else float32."""
+  return x.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+
+
+def log_stablemax(x: Array, axis: int = -1) -> Array:
+  # s(x) = 1/(1-x) for x < 0, x + 1 otherwise. Each branch is evaluated on a
+  # clamped input so the unused one is finite and its zero cotangent stays 0.
+  s = jnp.where(x < 0, 1.0 / (1.0 - jnp.minimum(x, 0.0) + 1e-30),
+                jnp.maximum(x, 0.0) + 1.0)
+  return jnp.log(s) - jnp.log(jnp.sum(s, axis=axis, keepdims=True))
+
+
+def stablemax_cross_entropy(logits: Array, labels: Array, valid: Array) -> Array:
+  """Per-token CE under stablemax; 0 where `valid` is False."""
+  logp = log_stablemax(_wide(logits))
+  safe = jnp.where(valid, labels, 0)
+  picked = jnp.take_along_axis(logp, safe[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  return -jnp.where(valid, picked, 0.0)
+
+
+def softmax_cross_entropy(logits: Array, labels: Array, valid: Array) -> Array:
+  safe = jnp.where(valid, labels, 0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), safe.astype(jnp.int32))
+  return jnp.where(valid, ce, 0.0)
+
+
+LOSSES = {
+    "stablemax_cross_entropy": stablemax_cross_entropy,
+    "softmax_cross_entropy": softmax_cross_entropy,
+}
+
+
+def act_loss(outputs: dict[str, Array], labels: Array, halted: Array,
+             steps: Array, loss_type: str = "stablemax_cross_entropy"
+             ) -> tuple[Array, dict[str, Array]]:
+  """Returns (total loss summed over rows, metric sums)."""
+  if loss_type not in LOSSES:
+    raise ValueError(f"loss_type must be one of {sorted(LOSSES)}, got {loss_type!r}")
+  logits = outputs["logits"]
+  q_halt = outputs["q_halt_logits"]
+  mask = labels != IGNORE_LABEL_ID
+  counts = mask.sum(-1)
+  divisor = jnp.maximum(counts, 1)[:, None]
+
+  preds = jnp.argmax(logits, axis=-1)
+  is_correct = mask & (preds == labels)
+  seq_correct = is_correct.sum(-1) == counts
+  valid = halted & (counts > 0)
+
+  metrics = {
+      "count": valid.sum(),
+      "accuracy": jnp.where(valid, (is_correct.astype(jnp.float32) / divisor).sum(-1), 0.0).sum(),
+      "exact_accuracy": (valid & seq_correct).sum(),
+      "q_halt_accuracy": (valid & ((q_halt >= 0) == seq_correct)).sum(),
+      "steps": jnp.where(valid, steps, 0).sum(),
+  }
+
+  ce = LOSSES[loss_type](logits, labels, mask)
+  lm_loss = (ce / divisor).sum()
+  q_halt_loss = optax.sigmoid_binary_cross_entropy(
+      q_halt, seq_correct.astype(q_halt.dtype)).sum()
+  total = lm_loss + 0.5 * q_halt_loss
+  metrics["lm_loss"] = jax.lax.stop_gradient(lm_loss)
+  metrics["q_halt_loss"] = jax.lax.stop_gradient(q_halt_loss)
+  if "target_q_continue" in outputs:
+    q_cont_loss = optax.sigmoid_binary_cross_entropy(
+        outputs["q_continue_logits"], outputs["target_q_continue"]).sum()
+    total = total + 0.5 * q_cont_loss
+    metrics["q_continue_loss"] = jax.lax.stop_gradient(q_cont_loss)
+  return total, metrics

@@ -1,0 +1,65 @@
+"""TRM: Tiny Recursive Model (arXiv 2510.04871), one shared 2-layer net.
+
+Per segment, with T = H_cycles and n = L_cycles:
+  T-1 times without gradient: n x (z_L = f(z_L, z_H + x)); z_H = f(z_H, z_L)
+  once with gradient through all n+1 calls (grad_mode "full", the default)
+  carry_out = stop_gradient(z_H, z_L); logits = lm_head(z_H); q = q_head(z_H[:, 0])
+`mlp_t=True` is TRM-MLP (token-mixing SwiGLU instead of attention).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from recur import core, layers
+
+__all__ = ["TRMConfig", "init", "segment"]
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TRMConfig(core.ModelConfig):
+  """TRM-Att on ARC by default (7M parameters)."""
+  model: str = "trm"
+  puzzle_emb_len: int = 16
+  H_cycles: int = 3
+  L_cycles: int = 4
+  L_layers: int = 2
+
+  def init(self, key) -> Params:
+    return init(key, self)
+
+  def segment(self, params, inner, batch, puzzle_emb=None):
+    return segment(params, inner, batch, self, puzzle_emb)
+
+
+def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
+  k_io, k_l = jax.random.split(key)
+  net, buffers = core.init_io(k_io, cfg)
+  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  return {"net": net, **buffers}
+
+
+def _level(cfg: core.ModelConfig, rope):
+  lc = cfg.layer_config
+  return lambda p, h, inj: layers.apply_stack(p, h, inj, lc, rope)
+
+
+def segment(params: Params, inner: core.InnerCarry, batch: dict,
+            cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
+            ) -> tuple[core.InnerCarry, core.SegmentOutput]:
+  """One supervision segment. `puzzle_emb` [B, P]: the looked-up rows (passed
+  explicitly so training can differentiate w.r.t. them); default: looked up
+  from `params["puzzle_emb"]`."""
+  net = params["net"]
+  if puzzle_emb is None and cfg.prefix_len:
+    puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
+  x = core.embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
+  level = _level(cfg, core.rope_for(cfg))
+  out = core.recurse(level, net["L_level"], net["L_level"], inner, x, cfg)
+  heads = core.output_heads(cfg, net, out.z_H)
+  return core.InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads
