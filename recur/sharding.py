@@ -1,0 +1,65 @@
+"""Meshes and shardings: data parallel over every device of every host.
+
+The batch, the ACT carry and the per-row outputs are split along a `data` mesh
+axis; dense weights, optimizer state and EMA are replicated; the puzzle-embedding
+table (about 1M x 512 floats for ARC) is replicated or split by rows across the
+same axis (`table_sharding="rows"`). Everything goes through `jax.jit` with
+`NamedSharding`s, no pmap.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from recur import train
+
+__all__ = ["DATA", "make_mesh", "batch_sharding", "state_shardings",
+           "replicated"]
+
+DATA = "data"
+
+
+def make_mesh(devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices).reshape(-1), (DATA,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over `data`; the rest replicated."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def state_shardings(state_shape: train.TrainState, mesh: Mesh,
+                    table_sharding: str = "replicated") -> train.TrainState:
+  """A TrainState-shaped pytree of NamedShardings."""
+  if table_sharding not in ("replicated", "rows"):
+    raise ValueError("table_sharding must be 'replicated' or 'rows', got "
+                     f"{table_sharding!r}")
+  rep, rows = replicated(mesh), batch_sharding(mesh)
+  n = mesh.devices.size
+
+  def table_sh(x):
+    if table_sharding == "rows" and x.shape[0] % n == 0:
+      return rows
+    return rep
+
+  return train.TrainState(
+      step=rep,
+      params=jax.tree.map(lambda _: rep, state_shape.params),
+      puzzle_emb=table_sh(state_shape.puzzle_emb),
+      opt_state=jax.tree.map(lambda _: rep, state_shape.opt_state),
+      ema=jax.tree.map(lambda _: rep, state_shape.ema),
+      carry=jax.tree.map(lambda _: rows, state_shape.carry),
+      key=rep,
+  )
+
+
+def tree_shardings(tree: Any, sharding: NamedSharding) -> Any:
+  return jax.tree.map(lambda _: sharding, tree)

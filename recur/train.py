@@ -1,0 +1,182 @@
+"""The train state and the pure train / eval steps.
+
+One train step = one ACT supervision segment of the whole (global) batch:
+refill halted rows, run the segment, loss/metrics, AdamATan2 on the dense
+weights, sparse sign-SGD on the looked-up puzzle-embedding rows, EMA. The
+persistent ACT carry lives in the state, so a checkpoint of the state is an exact
+resume point. Jit it once with `make_train_step` (shardings + donation).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from recur import act, core, optim
+
+__all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
+           "train_step", "eval_step", "eval_params", "reduce_metrics"]
+
+Array = jax.Array
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """Optimisation hyperparameters (published ARC settings by default)."""
+  global_batch_size: int = 768
+  total_steps: int = 100_000
+  lr: float = 1e-4
+  lr_min_ratio: float = 1.0
+  lr_warmup_steps: int = 2000
+  beta1: float = 0.9
+  beta2: float = 0.95
+  weight_decay: float = 0.1
+  puzzle_emb_lr: float = 1e-2
+  puzzle_emb_weight_decay: float = 0.1
+  ema: bool = True
+  ema_rate: float = 0.999
+  loss_type: str = "stablemax_cross_entropy"
+
+  def schedule(self, base_lr: float):
+    return optim.warmup_cosine_schedule(base_lr, self.lr_warmup_steps,
+                                        self.total_steps, self.lr_min_ratio)
+
+
+class TrainState(NamedTuple):
+  step: Array                 # int32 scalar: optimizer steps done
+  params: Params              # {"net", "H_init", "L_init"}: dense weights + buffers
+  puzzle_emb: Array           # [num_puzzle_identifiers, P] sparse sign-SGD table
+  opt_state: Any              # optax state of params["net"]
+  ema: Params | None          # EMA of params["net"]
+  carry: act.ActCarry         # persistent ACT carry
+  key: Array                  # root PRNG key (raw uint32[2]); step keys fold in step
+
+
+def make_optimizer(oc: OptimConfig) -> optax.GradientTransformation:
+  return optim.adam_atan2(oc.schedule(oc.lr), b1=oc.beta1, b2=oc.beta2,
+                          weight_decay=oc.weight_decay)
+
+
+def init_state(key: Array, cfg: core.ModelConfig, oc: OptimConfig,
+               example_batch: dict[str, Any]) -> TrainState:
+  """Fresh state; `example_batch` only gives the global batch's shapes/dtypes."""
+  k_init, k_run = jax.random.split(key)
+  full = cfg.init(k_init)
+  params = {"net": full["net"], "H_init": full["H_init"], "L_init": full["L_init"]}
+  tx = make_optimizer(oc)
+  spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in example_batch.items()}
+  return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      puzzle_emb=full["puzzle_emb"],
+      opt_state=tx.init(params["net"]),
+      ema=optim.ema_init(params["net"]) if oc.ema else None,
+      carry=act.empty_carry(cfg, spec),
+      key=k_run,
+  )
+
+
+def train_step(state: TrainState, batch: dict[str, Array], *,
+               cfg: core.ModelConfig, oc: OptimConfig
+               ) -> tuple[TrainState, dict[str, Array]]:
+  """One supervision segment + optimizer update. Pure; jit with donation."""
+  params = state.params
+  carry = act.refill(params, state.carry, batch)
+  ids = carry.current_data["puzzle_identifiers"]
+  rows = jnp.take(state.puzzle_emb, ids, axis=0) if cfg.prefix_len else None
+  step_key = jax.random.fold_in(state.key, state.step)
+
+  def loss_fn(net, rows):
+    return act.supervised_loss(cfg, net, rows, params, carry, step_key,
+                               loss_type=oc.loss_type,
+                               global_batch_size=oc.global_batch_size)
+
+  (loss, (carry, _, sums)), (g_net, g_rows) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1), has_aux=True)(params["net"], rows)
+
+  tx = make_optimizer(oc)
+  updates, opt_state = tx.update(g_net, state.opt_state, params["net"])
+  net = optax.apply_updates(params["net"], updates)
+
+  # The reference's schedules see the step counter after its increment.
+  emb_lr = oc.schedule(oc.puzzle_emb_lr)(state.step + 1)
+  table = state.puzzle_emb
+  if cfg.prefix_len:
+    table = optim.sparse_sign_sgd_update(table, ids, g_rows, emb_lr,
+                                         oc.puzzle_emb_weight_decay)
+  ema = state.ema
+  if ema is not None:
+    ema = optim.ema_update(ema, net, oc.ema_rate)
+
+  sums = dict(sums)
+  sums["loss"] = loss * oc.global_batch_size
+  sums["lr"] = oc.schedule(oc.lr)(state.step + 1)
+  sums["grad_norm"] = optax.global_norm(g_net)
+  new_state = TrainState(step=state.step + 1, params={**params, "net": net},
+                         puzzle_emb=table, opt_state=opt_state, ema=ema,
+                         carry=carry, key=state.key)
+  return new_state, sums
+
+
+def reduce_metrics(sums: dict[str, Any], global_batch_size: int) -> dict[str, float]:
+  """The reference's reduction: losses / global batch, the rest / halted count."""
+  count = max(float(sums["count"]), 1.0)
+  out = {}
+  for k, v in sums.items():
+    if k == "count":
+      out[k] = float(v)
+    elif k in ("lr", "grad_norm"):
+      out[k] = float(v)
+    elif k.endswith("loss"):
+      out[k] = float(v) / global_batch_size
+    else:
+      out[k] = float(v) / count
+  return out
+
+
+def eval_params(state: TrainState) -> Params:
+  """Weights used for evaluation and export: EMA of the dense net if enabled."""
+  net = state.ema if state.ema is not None else state.params["net"]
+  return {**state.params, "net": net, "puzzle_emb": state.puzzle_emb}
+
+
+def eval_step(params: Params, batch: dict[str, Array], *, cfg: core.ModelConfig,
+              num_steps: int | None = None, keep_steps: bool = False
+              ) -> dict[str, Array]:
+  """Evaluation: every row runs `num_steps` (default halt_max_steps) segments.
+
+  Returns final `preds` [B, seq] and `q_halt_logits` [B]; per segment the exact
+  correctness `exact_per_step` [T, B], token accuracy `acc_per_step` [T, B] and
+  `q_halt_per_step` [T, B] (for accuracy vs test-time steps and early exit), and
+  with keep_steps the predictions of every segment `preds_per_step` [T, B, seq].
+  """
+  n = cfg.halt_max_steps if num_steps is None else num_steps
+  labels = batch["labels"]
+  mask = labels != -100
+  counts = jnp.maximum(mask.sum(-1), 1)
+  carry = act.refill(params, act.empty_carry(cfg, batch), batch)
+
+  def body(state, _):
+    c, _ = state
+    inner, out = cfg.segment(params, core.InnerCarry(c.z_H, c.z_L), c.current_data)
+    preds = jnp.argmax(out.logits, -1).astype(jnp.int32)
+    correct = mask & (preds == labels)
+    ys = {"exact": correct.sum(-1) == mask.sum(-1),
+          "acc": correct.sum(-1) / counts,
+          "q_halt": out.q_logits[:, 0]}
+    if keep_steps:
+      ys["preds"] = preds
+    return (c._replace(z_H=inner.z_H, z_L=inner.z_L), preds), ys
+
+  init = (carry, jnp.zeros(labels.shape, jnp.int32))
+  (_, preds), ys = jax.lax.scan(body, init, None, length=n)
+  out = {"preds": preds, "q_halt_logits": ys["q_halt"][-1],
+         "exact_per_step": ys["exact"], "acc_per_step": ys["acc"],
+         "q_halt_per_step": ys["q_halt"]}
+  if keep_steps:
+    out["preds_per_step"] = ys["preds"]
+  return out
