@@ -68,7 +68,7 @@ def _assert_path_label(test, grid, label):
 
 
 def _write(path, rows):
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     f.write("source,q,a,rating\n")
     for row in rows:
       f.write(",".join(row) + "\n")

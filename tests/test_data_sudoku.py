@@ -50,7 +50,7 @@ def _brute_force_count(question: np.ndarray, box, limit: int = 2) -> int:
 
 
 def _write(path, rows):
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     f.write("source,q,a,rating\n")
     for row in rows:
       f.write(",".join(row) + "\n")
@@ -215,6 +215,24 @@ class CsvTest(parameterized.TestCase):
     p = sudoku.read_sudoku_csv(path, skip_bad=True)
     self.assertLen(p, 2)
     self.assertEqual(p.num_bad, 1)
+
+  def test_first_bad_row_is_reported_and_all_are_counted(self):
+    # Given an invalid grid on line 2 and a short q on line 4, the error names
+    # line 2 (file order, not check order) and skip_bad counts both.
+    path = os.path.join(self.dir, "two_bad.csv")
+    _write(path, [("s", "." * 81, "1" * 81, "0"), ("ok", self.q, self.a, "1"),
+                  ("s", self.q[:5], self.a, "0"), ("s", "\u00e9" + self.q[1:], self.a, "0")])
+    with self.assertRaisesRegex(DataError, r"row 2: field 'a': not a valid"):
+      sudoku.read_sudoku_csv(path)
+    p = sudoku.read_sudoku_csv(path, skip_bad=True)
+    self.assertLen(p, 1)
+    self.assertEqual(p.num_bad, 3)
+
+  def test_non_ascii_character(self):
+    path = os.path.join(self.dir, "utf.csv")
+    _write(path, [("s", "\u00e9" + self.q[1:], self.a, "0")])
+    with self.assertRaisesRegex(DataError, r"row 2: field 'q': bad character"):
+      sudoku.read_sudoku_csv(path)
 
   def test_missing_file(self):
     with self.assertRaisesRegex(DataError, "nope.csv"):

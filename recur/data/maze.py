@@ -296,7 +296,7 @@ def read_maze_csv(path: str, *, size: int = 30, skip_bad: bool = False) -> MazeS
     return tokens.reshape(size, size)
 
   try:
-    f = open(path, newline="")
+    f = open(path, newline="", encoding="utf-8")
   except OSError as e:
     raise DataError(f"{path}: cannot open: {e}") from e
   with f:
