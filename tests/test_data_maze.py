@@ -105,6 +105,21 @@ class GeneratorTest(parameterized.TestCase):
     np.testing.assert_array_equal(a.inputs, b.inputs)
     self.assertFalse(np.array_equal(a.inputs, c.inputs))
 
+  def test_cache_round_trip(self):
+    with tempfile.TemporaryDirectory() as d:
+      kwargs = dict(size=10, num_train=4, num_test=2, min_path_length=8,
+                    cache_dir=d)
+      first = maze.MazeSource.generated(**kwargs)
+      files = sorted(os.listdir(d))
+      self.assertLen(files, 2)
+      self.assertFalse([f for f in files if "tmp" in f])
+      again = maze.MazeSource.generated(**kwargs)
+      for split in ("train", "test"):
+        np.testing.assert_array_equal(first.mazes(split).inputs,
+                                      again.mazes(split).inputs)
+        np.testing.assert_array_equal(first.mazes(split).labels,
+                                      again.mazes(split).labels)
+
   def test_impossible_length_raises(self):
     with self.assertRaisesRegex(ValueError, "min_path_length"):
       maze.generate_maze(np.random.default_rng(0), size=6, min_path_length=100,

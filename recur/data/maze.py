@@ -22,8 +22,11 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import hashlib
+import json
 import math
 import os
+import tempfile
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -40,6 +43,7 @@ __all__ = [
 
 CHARSET = "# SGo"
 WALL, FREE, START, GOAL, PATH = 1, 2, 3, 4, 5
+_GENERATOR_VERSION = 1  # bump when generated mazes change; part of the cache key
 _LUT = np.zeros(256, np.int8)
 _LUT[[ord(c) for c in CHARSET]] = np.arange(1, len(CHARSET) + 1)
 
@@ -147,8 +151,6 @@ def _perfect_maze(size: int, rng: np.random.Generator, extra_openings: float
   """Walls/free tokens [size, size]: a DFS spanning tree plus some loops."""
   grid = np.full((size, size), WALL, np.int8)
   parity = rng.integers(0, 2, size=2)
-  if size - parity.max() < 1:
-    parity[:] = 0
   rows = list(range(int(parity[0]), size, 2))
   cols = list(range(int(parity[1]), size, 2))
   nr, nc = len(rows), len(cols)
@@ -188,6 +190,9 @@ def generate_maze(rng: np.random.Generator, *, size: int = 30,
                   max_tries: int = 200) -> tuple[np.ndarray, np.ndarray]:
   """One (input, label) pair of token grids [size, size] with a unique shortest
   S-G path of at least `min_path_length` moves."""
+  if size < 2 or min_path_length < 1:
+    raise ValueError(f"need size >= 2 and min_path_length >= 1, got {size}, "
+                     f"{min_path_length}")
   for _ in range(max_tries):
     grid = _perfect_maze(size, rng, extra_openings)
     free = np.argwhere(grid == FREE)
@@ -258,6 +263,32 @@ def generate_mazes(num: int, *, size: int = 30, min_path_length: int = 111,
   return MazeSet(np.asarray(inputs, np.int8).reshape(shape),
                  np.asarray(labels, np.int8).reshape(shape),
                  np.asarray(ratings, np.float64))
+
+
+def _cached(cache_dir: str | None, params: dict[str, Any], make) -> MazeSet:
+  """Loads a generated split from `cache_dir`, or makes and stores it atomically
+  (temp file in the same directory, then os.replace)."""
+  if cache_dir is None:
+    return make()
+  params = {**params, "version": _GENERATOR_VERSION}
+  key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+  path = os.path.join(cache_dir, f"maze_{key[:16]}.npz")
+  if os.path.exists(path):
+    with np.load(path) as z:
+      return MazeSet(z["inputs"], z["labels"], z["ratings"])
+  mazes = make()
+  os.makedirs(cache_dir, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, inputs=mazes.inputs, labels=mazes.labels, ratings=mazes.ratings,
+               params=json.dumps(params))
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return mazes
 
 
 # ----------------------------------------------------------------------------
@@ -393,13 +424,21 @@ class MazeSource:
   def generated(cls, *, size: int = 30, num_train: int = 1000,
                 num_test: int = 1000, min_path_length: int = 111,
                 extra_openings: float = 0.05, augment: bool = True,
-                seed: int = 0, name: str | None = None) -> "MazeSource":
-    """Built-in generator; test mazes never repeat a train maze."""
+                seed: int = 0, cache_dir: str | None = None,
+                name: str | None = None) -> "MazeSource":
+    """Built-in generator; test mazes never repeat a train maze.
+
+    30x30 hard mazes take ~30 ms each; `cache_dir` keeps generated splits
+    (written atomically, keyed by every generation parameter).
+    """
     params = dict(size=size, min_path_length=min_path_length,
                   extra_openings=extra_openings, seed=seed)
-    train = generate_mazes(num_train, stream=0, **params)
-    test = generate_mazes(num_test, stream=1,
-                          exclude={m.tobytes() for m in train.inputs}, **params)
+    train = _cached(cache_dir, {**params, "split": "train", "num": num_train},
+                    lambda: generate_mazes(num_train, stream=0, **params))
+    exclude = {m.tobytes() for m in train.inputs}
+    test = _cached(cache_dir, {**params, "split": "test", "num": num_test},
+                   lambda: generate_mazes(num_test, stream=1, exclude=exclude,
+                                          **params))
     return cls({"train": train, "test": test}, augment=augment,
                name=name or f"maze-gen-{size}x{size}",
                details={"generator": params})
