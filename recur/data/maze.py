@@ -174,7 +174,8 @@ def _perfect_maze(size: int, rng: np.random.Generator, extra_openings: float
     stack.append((ni, nj))
   if extra_openings > 0:
     # Walls between two free cells on a line (a knock-out joins two corridors).
-    walls = [(r, c) for r in range(size) for c in range(size) if grid[r, c] == WALL and (
+    walls = [(r, c) for r in range(size) for c in range(size)
+             if grid[r, c] == WALL and (
         (0 < r < size - 1 and grid[r - 1, c] == FREE and grid[r + 1, c] == FREE and
          (c - parity[1]) % 2 == 0) or
         (0 < c < size - 1 and grid[r, c - 1] == FREE and grid[r, c + 1] == FREE and
