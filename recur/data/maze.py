@@ -173,13 +173,19 @@ def _perfect_maze(size: int, rng: np.random.Generator, extra_openings: float
     grid[(rows[i] + rows[ni]) // 2, (cols[j] + cols[nj]) // 2] = FREE
     stack.append((ni, nj))
   if extra_openings > 0:
-    # Walls between two free cells on a line (a knock-out joins two corridors).
-    walls = [(r, c) for r in range(size) for c in range(size)
-             if grid[r, c] == WALL and (
-        (0 < r < size - 1 and grid[r - 1, c] == FREE and grid[r + 1, c] == FREE and
-         (c - parity[1]) % 2 == 0) or
-        (0 < c < size - 1 and grid[r, c - 1] == FREE and grid[r, c + 1] == FREE and
-         (r - parity[0]) % 2 == 0))]
+    # Inner walls between two free cells on a line: knocking one out joins two
+    # corridors and makes a loop.
+    walls = []
+    for r in range(size):
+      for c in range(size):
+        if grid[r, c] != WALL:
+          continue
+        vertical = (0 < r < size - 1 and (c - parity[1]) % 2 == 0 and
+                    grid[r - 1, c] == FREE and grid[r + 1, c] == FREE)
+        horizontal = (0 < c < size - 1 and (r - parity[0]) % 2 == 0 and
+                      grid[r, c - 1] == FREE and grid[r, c + 1] == FREE)
+        if vertical or horizontal:
+          walls.append((r, c))
     count = int(round(extra_openings * len(walls)))
     for k in rng.permutation(len(walls))[:count]:
       grid[walls[k]] = FREE
