@@ -169,6 +169,20 @@ class TestTrainIterator:
     versions = {rows(b)[0][1] for b in take(it, 40)}
     assert len(versions) > 1
 
+  def test_examples_shuffled_and_truncated_at_random(self):
+    # Given versions of 4 examples: a batch of 4 holds one group, a batch of 3
+    # truncates each group to a random subset, as the reference's
+    # np.random.choice(size, n, replace=False) does.
+    src = uniform_source(num_groups=8, num_versions=1, size=4)
+    full = take(pipeline.TrainIterator(src, 4, seed=0, prefetch=0), 16)
+    orders = {tuple(i for _, _, i in rows(b)) for b in full}
+    assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
+    assert len(orders) > 1
+    cut = take(pipeline.TrainIterator(src, 3, seed=0, prefetch=0), 16)
+    subsets = {frozenset(i for _, _, i in rows(b)) for b in cut}
+    assert all(len(s) == 3 for s in subsets)
+    assert len(subsets) > 1
+
   @pytest.mark.parametrize("process_count", [2, 3, 4])
   def test_global_batch_independent_of_process_count(self, process_count):
     src = ragged_source()
@@ -394,3 +408,25 @@ class TestMakeGlobalBatch:
       assert shard.data.shape == (2, SEQ_LEN)
     for key, x in arrays.items():
       np.testing.assert_array_equal(np.asarray(x), batch[key])
+
+
+class TestRegistry:
+
+  def test_make_source_builds_a_registered_source(self):
+    from recur import data
+    assert set(data.SOURCE_NAMES) == {"arc", "sudoku", "maze", "sort", "parity",
+                                      "prefix_sum"}
+    src = data.make_source("parity", n=8, num_train=64, num_test=8)
+    assert type(src).__name__ == "ParitySource"
+    batch = next(pipeline.TrainIterator(src, 16, seed=0, prefetch=0))
+    assert batch["inputs"].shape == (16, 8)
+    assert data.DatasetInfo is base.DatasetInfo
+
+  def test_unknown_and_missing_sources_are_clear_errors(self, monkeypatch):
+    from recur import data
+    with pytest.raises(ValueError, match="unknown data source 'tetris'"):
+      data.make_source("tetris")
+    monkeypatch.setitem(data._REGISTRY, "ghost",
+                        ("recur.data.no_such_module", "Ghost", None, None))
+    with pytest.raises(ImportError, match="'ghost' needs recur.data.no_such"):
+      data.make_source("ghost")

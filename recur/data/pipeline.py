@@ -114,22 +114,31 @@ class _RowWriter:
     self.labels = np.full((rows, seq_len), IGNORE_LABEL_ID, np.int32)
     self.puzzle_identifiers = np.full((rows,), BLANK_PUZZLE_ID, np.int32)
 
-  def write(self, row: int, ex: Example, group: int, version: int) -> None:
-    seq_len = self._info.seq_len
-    inputs, labels = np.asarray(ex.inputs), np.asarray(ex.labels)
-    if inputs.shape != (seq_len,) or labels.shape != (seq_len,):
+  def write(self, row: int, examples: Sequence[Example], group: int,
+            version: int) -> None:
+    """Writes `examples` (all of one version) to rows row, row + 1, ..."""
+    seq_len, end = self._info.seq_len, row + len(examples)
+    try:
+      inputs = np.stack([ex.inputs for ex in examples])
+      labels = np.stack([ex.labels for ex in examples])
+    except ValueError:
+      inputs = labels = None  # ragged: reported below
+    expected = (len(examples), seq_len)
+    if inputs is None or inputs.shape != expected or labels.shape != expected:
+      shapes = sorted({(np.shape(ex.inputs), np.shape(ex.labels))
+                       for ex in examples})
       raise DataError(
-          f"{self._name} group {group} version {version} example {ex.index}: "
-          f"inputs {inputs.shape} / labels {labels.shape}, expected "
-          f"({seq_len},)")
-    if not 0 <= ex.puzzle_identifier < self._info.num_puzzle_identifiers:
+          f"{self._name} group {group} version {version}: example "
+          f"(inputs, labels) shapes {shapes}, expected ({seq_len},)")
+    ids = np.array([ex.puzzle_identifier for ex in examples], np.int64)
+    bad = (ids < 0) | (ids >= self._info.num_puzzle_identifiers)
+    if bad.any():
       raise DataError(
-          f"{self._name} group {group} version {version} example {ex.index}: "
-          f"puzzle_identifier {ex.puzzle_identifier} outside "
-          f"[0, {self._info.num_puzzle_identifiers})")
-    self.inputs[row] = inputs
-    self.labels[row] = labels
-    self.puzzle_identifiers[row] = ex.puzzle_identifier
+          f"{self._name} group {group} version {version}: puzzle_identifier "
+          f"{ids[bad][0]} outside [0, {self._info.num_puzzle_identifiers})")
+    self.inputs[row:end] = inputs
+    self.labels[row:end] = labels
+    self.puzzle_identifiers[row:end] = ids
 
   def batch(self) -> dict[str, np.ndarray]:
     return {"inputs": self.inputs, "labels": self.labels,
@@ -196,8 +205,11 @@ class _Packer:
         if take == 0:
           continue
         picked = rng.permutation(len(examples))[:take]
-        for row in range(max(filled, lo), min(filled + take, hi)):
-          writer.write(row - lo, examples[picked[row - filled]], group, version)
+        first, last = max(filled, lo), min(filled + take, hi)
+        if first < last:  # some of these rows are this process's share
+          writer.write(first - lo, [examples[i] for i in
+                                    picked[first - filled:last - filled]],
+                       group, version)
         filled += take
       if filled == self._global:
         self._epoch, self._position = epoch, position
@@ -393,7 +405,7 @@ class _EvalProducer:
     for ex, group, version in self._stream:
       if lo <= filled < hi:
         row = filled - lo
-        writer.write(row, ex, group, version)
+        writer.write(row, [ex], group, version)
         meta["group"][row], meta["version"][row] = group, version
         meta["index"][row] = ex.index
         mask[row] = True
