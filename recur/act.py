@@ -4,9 +4,11 @@ One optimizer step = one supervision segment for the whole batch. The carry
 (z_H, z_L, steps, halted, current_data) persists across steps; rows that halted
 are reset to H_init/L_init and refilled with the same row of the new batch
 (`refill`), then one segment runs and the halting rule decides (`advance`).
-Training: halted = steps >= halt_max_steps, or the Q head says halt (TRM:
-q_halt > 0; HRM / act_continue: q_halt > q_continue), subject to exploration
-(with probability p a row must run at least U{2..halt_max_steps} steps).
+Training: halted = steps >= halt_max_steps, or the Q head says halt
+(halt_rule "q_halt", TRM: q_halt > 0; "compare", HRM and the baseline: q_halt >
+q_continue), subject to exploration (with probability p a row must run at least
+U{2..halt_max_steps} steps); with act_continue (HRM) q_continue learns a target
+from one more no-grad segment.
 Evaluation: every row runs exactly halt_max_steps segments.
 """
 from __future__ import annotations
@@ -70,26 +72,28 @@ def advance(cfg: core.ModelConfig, params: Params, carry: ActCarry,
   steps = carry.steps + 1
   is_last = steps >= cfg.halt_max_steps
   halted = is_last
-  if train and cfg.halt_max_steps > 1:
+  adaptive = cfg.halt_max_steps > 1 and (cfg.act_train if train else cfg.act_eval)
+  if adaptive:
     q_halt = jax.lax.stop_gradient(outputs["q_halt_logits"])
     q_cont = jax.lax.stop_gradient(outputs["q_continue_logits"])
-    halted = halted | ((q_halt > q_cont) if cfg.act_continue else (q_halt > 0))
-    if cfg.halt_exploration_prob > 0:
-      if key is None:
-        raise ValueError("training with halt_exploration_prob > 0 needs a PRNG key")
-      k_explore, k_min = jax.random.split(key)
-      explore = jax.random.uniform(k_explore, steps.shape) < cfg.halt_exploration_prob
-      min_steps = explore * jax.random.randint(k_min, steps.shape, 2,
-                                               cfg.halt_max_steps + 1)
-      halted = halted & (steps >= min_steps)
-    if cfg.act_continue:
-      # Q-learning target from one more no-grad segment on the new carry.
-      sg = jax.lax.stop_gradient
-      rows = None if puzzle_emb is None else sg(puzzle_emb)
-      _, nxt = cfg.segment(sg(params), inner, carry.current_data, rows)
-      nxt_halt, nxt_cont = nxt.q_logits[:, 0], nxt.q_logits[:, 1]
-      outputs["target_q_continue"] = sg(jax.nn.sigmoid(
-          jnp.where(is_last, nxt_halt, jnp.maximum(nxt_halt, nxt_cont))))
+    halted = halted | ((q_halt > q_cont) if cfg.halt_rule == "compare" else (q_halt > 0))
+  if adaptive and train and cfg.halt_exploration_prob > 0:
+    # Exploration: with probability p a row must run U{2..max} steps at least.
+    if key is None:
+      raise ValueError("training with halt_exploration_prob > 0 needs a PRNG key")
+    k_explore, k_min = jax.random.split(key)
+    explore = jax.random.uniform(k_explore, steps.shape) < cfg.halt_exploration_prob
+    min_steps = explore * jax.random.randint(k_min, steps.shape, 2,
+                                             cfg.halt_max_steps + 1)
+    halted = halted & (steps >= min_steps)
+  if adaptive and train and cfg.act_continue:
+    # Q-learning target from one more no-grad segment on the new carry.
+    sg = jax.lax.stop_gradient
+    rows = None if puzzle_emb is None else sg(puzzle_emb)
+    _, nxt = cfg.segment(sg(params), inner, carry.current_data, rows)
+    nxt_halt, nxt_cont = nxt.q_logits[:, 0], nxt.q_logits[:, 1]
+    outputs["target_q_continue"] = sg(jax.nn.sigmoid(
+        jnp.where(is_last, nxt_halt, jnp.maximum(nxt_halt, nxt_cont))))
   new = ActCarry(inner.z_H, inner.z_L, steps, halted, carry.current_data)
   return new, outputs
 

@@ -28,6 +28,7 @@ class TransformerConfig(core.ModelConfig):
   L_cycles: int = 1
   H_layers: int = 8
   L_layers: int = 0
+  halt_rule: str = "compare"   # as the reference baseline (no q_continue target)
 
   def init(self, key) -> Params:
     return init(key, self)
@@ -40,6 +41,7 @@ def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
   k_io, k_h = jax.random.split(key)
   net, buffers = core.init_io(k_io, cfg)
   net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
+  buffers["L_init"] = jnp.zeros_like(buffers["L_init"])  # no z_L in this model
   return {"net": net, **buffers}
 
 

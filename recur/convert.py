@@ -83,9 +83,13 @@ def from_reference(state: Mapping[str, Any]) -> Params:
         raise KeyError(f"{level}: layers {missing} missing for {ours}")
       stacked[ours] = np.stack([per_layer[i] for i in range(n)])
     net[level] = stacked
-  for required in ("H_init", "L_init"):
-    if required not in out:
-      raise KeyError(f"reference state dict has no {required}")
+  if "H_init" not in out:
+    raise KeyError("reference state dict has no H_init")
+  if "L_init" not in out:
+    if "L_level" in net:
+      raise KeyError("reference state dict has no L_init")
+    # The direct-prediction baseline has no z_L and no L_init.
+    out["L_init"] = np.zeros_like(out["H_init"])
   if "puzzle_emb" not in out:
     out["puzzle_emb"] = np.zeros((1, 0), np.float32)
   return out
@@ -104,8 +108,9 @@ def to_reference(params: Params, prefix: str = "model.inner.") -> dict[str, np.n
       prefix + "q_head.weight": np.asarray(net["q_head"]["kernel"]).T,
       prefix + "q_head.bias": np.asarray(net["q_head"]["bias"]),
       prefix + "H_init": np.asarray(params["H_init"]),
-      prefix + "L_init": np.asarray(params["L_init"]),
   }
+  if "L_level" in net:  # the baseline has no L net and no L_init buffer
+    sd[prefix + "L_init"] = np.asarray(params["L_init"])
   if "embed_pos" in net:
     sd[prefix + "embed_pos.embedding_weight"] = np.asarray(net["embed_pos"])
   pe = params.get("puzzle_emb")

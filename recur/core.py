@@ -28,6 +28,7 @@ Params = dict[str, Any]
 
 POS_ENCODINGS = ("rope", "learned", "none")
 GRAD_MODES = ("full", "one_step")
+HALT_RULES = ("q_halt", "compare")
 
 
 class InnerCarry(NamedTuple):
@@ -62,7 +63,10 @@ class ModelConfig:
   grad_mode: str = "full"          # "full" (TRM) or "one_step" (HRM)
   halt_max_steps: int = 16
   halt_exploration_prob: float = 0.1
-  act_continue: bool = False       # HRM-style q_continue target and halting
+  halt_rule: str = "q_halt"        # halt when "q_halt" > 0, or "compare": q_halt > q_continue
+  act_continue: bool = False       # learn q_continue from a bootstrapped target (HRM)
+  act_train: bool = True           # Q-head halting while training
+  act_eval: bool = False           # Q-head halting in act_step(train=False) too
   compute_dtype: str = "bfloat16"
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
   remat: str | None = None         # None or a jax.checkpoint_policies name
@@ -75,6 +79,8 @@ class ModelConfig:
     if self.grad_mode not in GRAD_MODES:
       raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got "
                        f"{self.grad_mode!r}")
+    if self.halt_rule not in HALT_RULES:
+      raise ValueError(f"halt_rule must be one of {HALT_RULES}, got {self.halt_rule!r}")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
                        f"num_heads {self.num_heads}")

@@ -29,6 +29,7 @@ class HRMConfig(core.ModelConfig):
   H_layers: int = 4
   L_layers: int = 4
   grad_mode: str = "one_step"
+  halt_rule: str = "compare"
   act_continue: bool = True
 
   def init(self, key) -> Params:

@@ -33,10 +33,17 @@ def from_reference_config(model: str, ref: dict, compute_dtype: str | None = Non
   if model == "trm":
     # TRM's own default puzzle_emb_len is 16; HRM and the baseline use ceil(P/D).
     fields["puzzle_emb_len"] = ref.get("puzzle_emb_len", 16)
-    fields["act_continue"] = not ref.get("no_ACT_continue", True)
+    cont = not ref.get("no_ACT_continue", True)
+    fields["act_continue"] = cont
+    fields["halt_rule"] = "compare" if cont else "q_halt"
   elif model == "hrm":
     fields["act_continue"] = True
+    fields["halt_rule"] = "compare"
   elif model in ("transformer", "transformers_baseline"):
     model = "transformer"
+    fields["halt_rule"] = "compare"
+    fields["act_continue"] = False
+    fields["act_train"] = ref.get("act_enabled", True)
+    fields["act_eval"] = ref.get("act_inference", False)
   fields["compute_dtype"] = compute_dtype or ref.get("forward_dtype", "bfloat16")
   return make_config(model, **fields)

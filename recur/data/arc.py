@@ -395,13 +395,17 @@ class ArcSource:
     col = _Collector(skip_bad)
 
     extra = dict(extra_subsets or {})
+    # Grids are validated against the ARC limit (30) or the canvas if larger;
+    # tasks too big for a smaller canvas are dropped by `max_grid_size` below or
+    # refused after selection, so a 6x6 CPU canvas can still read the full sets.
+    limit = max(canvas, aa.DEFAULT_CANVAS)
     found = self._load(version, path, train_subsets, test_subsets,
-                       allow_mixed_versions, canvas, col, set(extra))
+                       allow_mixed_versions, limit, col, set(extra))
     found, test_subsets = found
     for name, p in extra.items():
-      found[name] = (load_kaggle(p, subset=name, canvas=canvas, _col=col)
+      found[name] = (load_kaggle(p, subset=name, canvas=limit, _col=col)
                      if os.path.isfile(p) else
-                     load_task_dir(p, name, True, canvas, _col=col))
+                     load_task_dir(p, name, True, limit, _col=col))
     self.skipped: dict[str, str] = col.skipped
     if self.skipped:
       _log.warning("ARC: skipped %d bad task(s): %s", len(self.skipped),
@@ -427,6 +431,14 @@ class ArcSource:
           continue
         if max_tasks is not None and kept >= max_tasks:
           break
+        if task.max_side() > canvas:
+          msg = (f"{task.source}: task {task_id!r}: a grid side of "
+                 f"{task.max_side()} is larger than the {canvas}x{canvas} canvas "
+                 f"(set max_grid_size <= {canvas} to drop such tasks)")
+          if not skip_bad:
+            raise DataError(msg)
+          self.skipped[task_id] = msg
+          continue
         if task_id in owner:
           raise DataError(f"{task.source}: task {task_id!r} (subset {name!r}) "
                           f"also in {owner[task_id].source} (subset "

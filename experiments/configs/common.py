@@ -1,0 +1,63 @@
+"""Pieces shared by the experiment configs."""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+__all__ = ["base", "trm_model", "hrm_model", "optim", "placeholder"]
+
+placeholder = config_dict.placeholder
+
+
+def base() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 768           # global batch (all devices, all hosts)
+  c.steps = 0                  # total optimizer steps; 0 = derive from epochs
+  c.epochs = 1
+  c.log_every = 100
+  c.eval_every = 0             # steps; 0 = only at the end
+  c.eval_at_end = True
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.async_checkpointing = True
+  c.table_sharding = "replicated"   # or "rows": puzzle table split over devices
+  c.prefetch = 2
+  c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
+  return c
+
+
+def trm_model(**kw) -> ml_collections.ConfigDict:
+  m = dict(name="trm", hidden_size=512, num_heads=8, expansion=4.0, L_layers=2,
+           H_cycles=3, L_cycles=4, pos_encodings="rope", puzzle_emb_ndim=512,
+           puzzle_emb_len=16, halt_max_steps=16, halt_exploration_prob=0.1,
+           mlp_t=False, grad_mode="full", act_continue=False,
+           compute_dtype="bfloat16", unroll=True, remat=placeholder(str),
+           attention_impl=placeholder(str))
+  m.update(kw)
+  return ml_collections.ConfigDict(m)
+
+
+def hrm_model(**kw) -> ml_collections.ConfigDict:
+  m = dict(name="hrm", hidden_size=512, num_heads=8, expansion=4.0, H_layers=4,
+           L_layers=4, H_cycles=2, L_cycles=2, pos_encodings="rope",
+           puzzle_emb_ndim=512, halt_max_steps=16, halt_exploration_prob=0.1,
+           grad_mode="one_step", act_continue=True, compute_dtype="bfloat16",
+           unroll=True, remat=placeholder(str), attention_impl=placeholder(str))
+  m.update(kw)
+  return ml_collections.ConfigDict(m)
+
+
+def optim(**kw) -> ml_collections.ConfigDict:
+  o = dict(lr=1e-4, lr_min_ratio=1.0, lr_warmup_steps=2000, beta1=0.9, beta2=0.95,
+           weight_decay=0.1, puzzle_emb_lr=1e-2, puzzle_emb_weight_decay=0.1,
+           ema=True, ema_rate=0.999, loss_type="stablemax_cross_entropy")
+  o.update(kw)
+  return ml_collections.ConfigDict(o)
+
+
+def tiny(c: ml_collections.ConfigDict, **model) -> None:
+  """Shrinks the model for CPU variants (same code paths)."""
+  c.model.update(dict(hidden_size=32, num_heads=2, compute_dtype="float32"), **model)
+  if "puzzle_emb_ndim" in c.model and c.model.puzzle_emb_ndim:
+    c.model.puzzle_emb_ndim = c.model.hidden_size

@@ -1,0 +1,67 @@
+"""Shared absl entry point: flags, multi-host start-up, then `loop.run`.
+
+    python -m experiments.<name> --config=experiments/configs/<name>.py:VARIANT \
+        --workdir=DIR [--config.key=value ...]
+
+Several hosts: on a Cloud TPU pod every worker runs the same command and
+`jax.distributed.initialize()` discovers the others; elsewhere pass
+`--coordinator_address=HOST:PORT --num_processes=N --process_id=I` on each host.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+__all__ = ["entry"]
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, pictures.")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host, non-TPU).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host, non-TPU).")
+flags.DEFINE_integer("process_id", None, "This process's index (multi-host, non-TPU).")
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def initialize_distributed() -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  given = [FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id]
+  if any(v is not None for v in given):
+    if any(v is None for v in given):
+      raise app.UsageError("--coordinator_address, --num_processes and --process_id "
+                           "go together")
+    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+      # Cross-process collectives on CPU (local multi-process runs and tests).
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                               FLAGS.process_id)
+  elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    jax.distributed.initialize()  # Cloud TPU pod: discovered automatically.
+
+
+def entry(name: str, default_variant: str = "demo") -> None:
+  """Defines --config for experiments/configs/<name>.py and runs the loop."""
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(CONFIG_DIR, f"{name}.py:{default_variant}"),
+      f"Config file and variant, e.g. experiments/configs/{name}.py:smoke",
+      lock_config=True)
+
+  def main(argv):
+    del argv
+    if not FLAGS.workdir:
+      raise app.UsageError("--workdir is required")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    initialize_distributed()
+    from experiments import loop, report  # pylint: disable=g-import-not-at-top
+    try:
+      final = loop.run(FLAGS.config, FLAGS.workdir)
+    except loop.RunError as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(1)
+    report.final_report(FLAGS.config, FLAGS.workdir, final)
+
+  app.run(main)
