@@ -7,6 +7,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import collections
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -301,6 +303,26 @@ class TestTrainIterator:
     take(it, 3)
     it.close()
     assert threads and main not in threads
+
+  def test_numpy_seed_gives_json_state(self):
+    it = pipeline.TrainIterator(uniform_source(), np.int64(8), np.int64(4),
+                                prefetch=0)
+    next(it)
+    assert json.loads(json.dumps(it.get_state()))["seed"] == 4
+
+  def test_unclosed_iterators_exit_quietly(self):
+    # Given prefetching iterators left open at interpreter exit.
+    script = (
+        "from tests.test_pipeline import ragged_source\n"
+        "from recur.data import pipeline\n"
+        "it = pipeline.TrainIterator(ragged_source(), 7, seed=0); next(it)\n"
+        "ev = pipeline.eval_batches(ragged_source(), 4); next(ev)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # When the process ends, then it ends cleanly, with nothing on stderr.
+    out = subprocess.run([sys.executable, "-c", script], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
 
   def test_errors(self):
     src = uniform_source()

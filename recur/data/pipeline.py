@@ -285,12 +285,12 @@ class TrainIterator:
                        f"(splits: {source.info.splits})")
     self.source = source
     self.split = split
-    self.seed = seed
-    self.global_batch_size = global_batch_size
+    self.seed = int(seed)
+    self.global_batch_size = int(global_batch_size)
     self.process_index = process_index
     self.process_count = process_count
     self._lock = threading.Lock()  # one caller of `source` at a time
-    self._packer = _Packer(source, split, global_batch_size, seed,
+    self._packer = _Packer(source, split, self.global_batch_size, self.seed,
                            process_index, process_count, self._lock)
     self._steps_per_epoch: int | None = None
     if prefetch:
@@ -439,7 +439,9 @@ def eval_batches(source: PuzzleSource, global_batch_size: int,
   global batch is padded. Besides `inputs`, `labels`, `puzzle_identifiers`,
   each batch has int32 `group`, `version`, `index` (EVAL_PAD_INDEX on padding)
   and bool `mask` (False on padding). Every process yields the same number of
-  batches. `seed` only feeds the rng handed to `source.examples`.
+  batches. `seed` only feeds the rng handed to `source.examples`. Batches are
+  built `prefetch` ahead in a background thread; `close()` on the returned
+  iterator stops it early.
   """
   _check_shares(global_batch_size, process_index, process_count)
   if max_versions is not None and max_versions < 1:
@@ -449,14 +451,36 @@ def eval_batches(source: PuzzleSource, global_batch_size: int,
                      f"(splits: {source.info.splits})")
   producer = _EvalProducer(source, split, global_batch_size, process_index,
                            process_count, max_versions, seed)
-  if not prefetch:
-    yield from producer
-    return
-  it = _prefetched(producer, prefetch)
-  try:
-    yield from it
-  finally:
-    it.close()
+  return _EvalIterator(producer, prefetch)
+
+
+class _EvalIterator:
+  """The iterator `eval_batches` returns; `close()` stops its thread early."""
+
+  def __init__(self, producer: _EvalProducer, prefetch: int):
+    if prefetch < 0:
+      raise ValueError(f"prefetch must be >= 0, got {prefetch}")
+    self._producer = producer
+    self._it = _prefetched(producer, prefetch) if prefetch else producer
+    if prefetch:
+      _LIVE.add(self)
+
+  def __iter__(self) -> "_EvalIterator":
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._it is None:
+      raise StopIteration
+    try:
+      return next(self._it)
+    except StopIteration:
+      self.close()
+      raise
+
+  def close(self) -> None:
+    it, self._it = self._it, None
+    if it is not None and it is not self._producer:
+      it.close()
 
 
 def make_global_batch(local_batch: Mapping[str, np.ndarray] | Any,
