@@ -46,10 +46,10 @@ no-grad ones 1x; the heads (lm_head on the seq_len token positions, Q head) are
 differentiated (3x). HRM's training ACT also runs one more no-grad segment for
 the Q-learning target (`q_target`): all its level calls at 1x (its lm_head is
 dead code). Rematerialised recomputation is not counted, so `mfu` is model-FLOPs
-utilisation. Paper cases: TRM-Att ARC 398.0 GFLOP, TRM-MLP Sudoku 42.7 GFLOP
-(REFERENCE.md: ~398, ~43); HRM ARC 312.1 GFLOP for the segment (+187.3 for the
-Q target = 499.4), while REFERENCE.md's ~319 equals the segment counted at
-916 positions (a 16-position prefix; HRM's is 1) without the Q target.
+utilisation. Paper cases: TRM-Att ARC 398.1 GFLOP, TRM-MLP Sudoku 42.7 GFLOP
+(REFERENCE.md: ~398, ~43); HRM ARC 312.2 GFLOP for the segment + 187.3 for the
+Q target = 499.5, while REFERENCE.md's ~319 is the segment counted at 916
+positions (318.5; a 16-position prefix, HRM's is 1) without the Q target.
 
 `mfu = flops_per_example * examples_per_s / (num_devices * peak_tflops * 1e12)`;
 `--peak_tflops` is per device, default 790: the H200's measured dense bf16
@@ -61,7 +61,6 @@ import dataclasses
 import functools
 import gc
 import json
-import math
 import os
 import statistics
 import subprocess
