@@ -181,7 +181,9 @@ def flops_breakdown(cfg: core.ModelConfig) -> dict[str, int]:
   heads = 2 * cfg.seq_len * d * cfg.vocab_size + 2 * d * 2
   out = {"grad": 3 * grad_calls, "nograd": all_calls - grad_calls,
          "heads": 3 * heads, "q_target": 0}
-  if cfg.act_continue and cfg.halt_max_steps > 1:
+  # As `recur.act.advance` in training: the bootstrapped target's extra segment.
+  if (cfg.act_continue and cfg.halt_max_steps > 1
+      and getattr(cfg, "act_train", True)):
     out["q_target"] = all_calls + 2 * d * 2
   out["segment"] = out["grad"] + out["nograd"] + out["heads"]
   out["total"] = out["segment"] + out["q_target"]
