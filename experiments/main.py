@@ -34,9 +34,10 @@ def initialize_distributed() -> None:
     if any(v is None for v in given):
       raise app.UsageError("--coordinator_address, --num_processes and --process_id "
                            "go together")
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-      # Cross-process collectives on CPU (local multi-process runs and tests).
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Cross-process collectives for CPU devices (local multi-process runs and
+    # tests); it only concerns the CPU client, so GPU hosts are unaffected.
+    # (Asking jax for its backend here would initialise it too early.)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
   elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
@@ -59,8 +60,10 @@ def entry(name: str, default_variant: str = "demo") -> None:
     from experiments import loop, report  # pylint: disable=g-import-not-at-top
     try:
       final = loop.run(FLAGS.config, FLAGS.workdir)
-    except loop.RunError as e:
-      print(f"error: {e}", file=sys.stderr, flush=True)
+    except (loop.RunError, ValueError) as e:
+      # Bad data (recur.data.DataError), a bad config or a run that cannot go
+      # on: one clear message, nothing already written is lost.
+      print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
       sys.exit(1)
     report.final_report(FLAGS.config, FLAGS.workdir, final)
 
