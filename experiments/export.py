@@ -1,0 +1,80 @@
+"""Export a run's weights as a reference (PyTorch) state dict.
+
+    python -m experiments.export --workdir=DIR --out=PATH.pt|PATH.npz [--step=N]
+
+Takes the evaluation weights of the latest (or `--step`) checkpoint (the EMA of
+the dense net when the run kept one, plus the puzzle-embedding table and
+H_init/L_init), renames them to the reference's state-dict names
+(`recur.convert.to_reference`, `model.inner.` prefix; `--compiled` adds the
+`_orig_mod.` prefix of a `torch.compile`d model) and writes `.pt` (needs
+torch; without it the same tensors go to `PATH.npz`) or `.npz`. Beside it,
+`PATH.json` holds our model config and the run's data config, so
+`python -m experiments.solve --checkpoint=PATH.npz` needs no --model_config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+import numpy as np
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory.")
+flags.DEFINE_string("out", None, "Output file: .pt or .npz.")
+flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.DEFINE_bool("compiled", False, "Names as saved from a torch.compile'd model.")
+
+__all__ = ["export", "main"]
+
+
+def _has_torch() -> bool:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def export(workdir: str, out: str, step: int | None = None,
+           compiled: bool = False) -> tuple[str, str]:
+  """Writes the state dict and its config sidecar; returns their paths."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from recur import convert  # pylint: disable=g-import-not-at-top
+  cfg, params, config, step = loop.restore_params(workdir, step=step)
+  params = {k: np.asarray(v) if not isinstance(v, dict) else v
+            for k, v in params.items()}
+  root, ext = os.path.splitext(out)
+  if ext not in (".pt", ".pth", ".npz"):
+    raise app.UsageError(f"--out must end in .pt or .npz, got {out!r}")
+  if ext in (".pt", ".pth") and not _has_torch():
+    print(f"torch is not installed: writing {root}.npz instead of {out}",
+          file=sys.stderr, flush=True)
+    out, ext = root + ".npz", ".npz"
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  if ext == ".npz":
+    sd = convert.to_reference(params, convert.reference_prefix(compiled))
+    np.savez(out, **sd)
+  else:
+    convert.save_torch_state_dict(params, out, compiled=compiled)
+  side = root + ".json"
+  meta = {"model": dataclasses.asdict(cfg), "data": config.data.to_dict(),
+          "step": int(step), "workdir": os.path.abspath(workdir),
+          "weights": "ema" if config.optim.get("ema", True) else "raw"}
+  with open(side, "w") as f:
+    json.dump(meta, f, indent=1)
+  return out, side
+
+
+def main(argv) -> None:
+  del argv
+  if not FLAGS.workdir or not FLAGS.out:
+    raise app.UsageError("--workdir and --out are required")
+  out, side = export(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.compiled)
+  print(f"wrote {out} (reference state dict) and {side} (model config)", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
