@@ -213,6 +213,8 @@ def recurse(level: Callable[[Params, Array, Array], Array], p_L: Params,
   residuals for it and its gradient is exactly zero.
   """
   sg = jax.lax.stop_gradient
+  # Cast the weights to the compute dtype once per segment, not per layer call.
+  p_L, p_H = jax.tree.map(lambda w: w.astype(x.dtype), (p_L, p_H))
   n = cfg.L_cycles
   grad_L = n if cfg.grad_mode == "full" else 1
 

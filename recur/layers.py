@@ -19,6 +19,7 @@ K head dim, I SwiGLU inner width, V vocabulary, P puzzle-embedding width.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -79,11 +80,31 @@ def trunc_normal(key: Array, shape, std: float, lower: float = -2.0,
                                                 jnp.float32)
 
 
-def rms_norm(x: Array, eps: float) -> Array:
-  """RMSNorm over the last axis, no scale, computed in float32."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def rms_norm(x: Array, eps: float, axis: int = -1) -> Array:
+  """RMSNorm over `axis`, no scale, computed in float32."""
+  return _rms_fwd(x, eps, axis)[0]
+
+
+def _rms_fwd(x, eps, axis):
   x32 = x.astype(jnp.float32)
-  var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-  return (x32 * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+  r = jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=axis, keepdims=True) + eps)
+  # Residuals: the input in its own (bf16) dtype and the f32 [.., 1] scale, not
+  # f32 copies of the activations (autodiff would keep two per norm).
+  return (x32 * r).astype(x.dtype), (x, r)
+
+
+def _rms_bwd(eps, axis, res, g):
+  del eps
+  x, r = res
+  y = x.astype(jnp.float32) * r
+  g32 = g.astype(jnp.float32)
+  # d/dx [x r(x)] with r = (mean x^2 + eps)^-1/2:  r (g - y mean(g y)).
+  dx = r * (g32 - y * jnp.mean(g32 * y, axis=axis, keepdims=True))
+  return (dx.astype(x.dtype),)
+
+
+rms_norm.defvjp(_rms_fwd, _rms_bwd)
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[Array, Array]:
@@ -122,10 +143,20 @@ def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
   if rope is not None:
     q = apply_rope(q, *rope)
     key = apply_rope(key, *rope)
-  out = jax.nn.dot_product_attention(
-      q, key, v, is_causal=False,
-      implementation=None if cfg.attention_impl in (None, "auto") else cfg.attention_impl)
+  out = jax.nn.dot_product_attention(q, key, v, is_causal=False,
+                                    implementation=_attention_impl(cfg, q))
   return _dense(out.reshape(b, s, n * k), o_XD)
+
+
+def _attention_impl(cfg: LayerConfig, q: Array) -> str | None:
+  """"auto"/None: cuDNN's fused kernel on GPUs in bf16/fp16 (XLA's default
+  keeps [B, N, S, S] score matrices alive for the backward pass), else XLA."""
+  if cfg.attention_impl not in (None, "auto"):
+    return cfg.attention_impl
+  if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+      and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128):
+    return "cudnn"
+  return None
 
 
 def swiglu(x: Array, gate_up: Array, down: Array) -> Array:
@@ -138,10 +169,13 @@ def block(h_BSD: Array, p: Params, cfg: LayerConfig,
   """One post-norm block (attention or token-mixing MLP, then channel SwiGLU)."""
   eps = cfg.rms_norm_eps
   if cfg.mlp_t:
-    h_BDS = jnp.swapaxes(h_BSD, 1, 2)
-    h_BDS = rms_norm(h_BDS + swiglu(h_BDS, p["mlp_t_gate_up"], p["mlp_t_down"]),
-                     eps)
-    h_BSD = jnp.swapaxes(h_BDS, 1, 2)
+    # The reference transposes to [B, D, S], applies a SwiGLU over S and norms
+    # over S; the same maths as contractions over axis 1, without transposes.
+    gate, up = jnp.split(jnp.einsum("bsd,si->bid", h_BSD,
+                                    p["mlp_t_gate_up"].astype(h_BSD.dtype)), 2, axis=1)
+    mixed = jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
+                       p["mlp_t_down"].astype(h_BSD.dtype))
+    h_BSD = rms_norm(h_BSD + mixed, eps, 1)
   else:
     h_BSD = rms_norm(h_BSD + attention(h_BSD, p["qkv"], p["o"], cfg, rope), eps)
   return rms_norm(h_BSD + swiglu(h_BSD, p["gate_up"], p["down"]), eps)
