@@ -172,8 +172,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, state_sh)
     restored = mngr.restore(start, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-    state = restored["state"]
+        state=ocp.args.StandardRestore(_drop_empty(target)), data=ocp.args.JsonRestore()))
+    state = _refill_empty(target, restored["state"])
     it.set_state(restored["data"])
     if is_main:
       print(f"Resumed from {workdir}/checkpoints/{start} (step {start}/{total}).", flush=True)
@@ -193,7 +193,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   def save(step, state):
     mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(it.get_state()),
+        state=ocp.args.StandardSave(_drop_empty(state)), data=ocp.args.JsonSave(it.get_state()),
         meta=ocp.args.JsonSave(fp)), force=True)
 
   def handle(step, sums, ex_per_s=None):
@@ -252,6 +252,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.close()
     mngr.close()
     it.close() if hasattr(it, "close") else None
+
+
+def _drop_empty(tree):
+  """Orbax refuses zero-size arrays (the baseline's carry.z_L is [B, 0, D])."""
+  return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
+
+
+def _refill_empty(target, restored):
+  """Puts the zero-size leaves dropped by `_drop_empty` back (same leaf order)."""
+  kept = iter(jax.tree.leaves(restored))
+  leaves, treedef = jax.tree.flatten(target)
+  return treedef.unflatten([jnp.zeros(t.shape, t.dtype, device=t.sharding)
+                            if t.size == 0 else next(kept) for t in leaves])
 
 
 def _example_batch(source) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ class TRMConfig(core.ModelConfig):
   H_cycles: int = 3
   L_cycles: int = 4
   L_layers: int = 2
+  single_latent: bool = False      # ablation "single z": one state, no separate z_L
 
   def init(self, key) -> Params:
     return init(key, self)
@@ -60,6 +61,21 @@ def segment(params: Params, inner: core.InnerCarry, batch: dict,
     puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
   x = core.embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
   level = _level(cfg, core.rope_for(cfg))
-  out = core.recurse(level, net["L_level"], net["L_level"], inner, x, cfg)
+  if getattr(cfg, "single_latent", False):
+    out = _single_latent(level, net["L_level"], inner, x, cfg)
+  else:
+    out = core.recurse(level, net["L_level"], net["L_level"], inner, x, cfg)
   heads = core.output_heads(cfg, net, out.z_H)
   return core.InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads
+
+
+def _single_latent(level, p, inner, x, cfg):
+  """Ablation "single z" (TRM paper, Table 1): one latent z (kept in z_H; z_L is
+  carried untouched) takes all T x (n+1) updates z = f(z, x); the gradient runs
+  through the last n+1 of them, as in full TRM."""
+  sg = jax.lax.stop_gradient
+  k = cfg.L_cycles + 1
+  z = core._repeat(lambda z: level(sg(p), z, sg(x)), sg(inner.z_H),  # pylint: disable=protected-access
+                   (cfg.H_cycles - 1) * k, cfg.unroll)
+  z = core._repeat(lambda z: level(p, z, x), sg(z), k, cfg.unroll)  # pylint: disable=protected-access
+  return core.InnerCarry(z, inner.z_L)
