@@ -156,3 +156,30 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
   # Only process 0 printed progress.
   assert "step 8/8" in outs[0][0] and "step 8/8" not in outs[1][0]
+
+
+def _write_tasks(d, n=4):
+  rng = np.random.default_rng(0)
+  d.mkdir()
+  for t in range(n):
+    pairs = []
+    for _ in range(5):
+      g = rng.integers(0, 3, (3, 3))
+      pairs.append({"input": g.tolist(), "output": np.where(g == 1, 2 + t, g).tolist()})
+    (d / f"task{t}.json").write_text(json.dumps({"train": pairs[:4], "test": pairs[4:]}))
+
+
+def test_bad_task_file_is_named_and_can_be_skipped(tmp_path):
+  data = tmp_path / "tasks"
+  _write_tasks(data)
+  (data / "broken.json").write_text('{"train": [{"input": [[1, 2], [3]], "output": [[1]]}], '
+                                    '"test": [{"input": [[1]], "output": [[1]]}]}')
+  over = [f"--config.data.path={data}", "--config.data.max_tasks=10"]
+  bad = run_exp("arc_trm", tmp_path / "a", *over, check=False)
+  assert bad.returncode != 0
+  assert "broken.json" in bad.stderr and "'broken'" in bad.stderr and "train[0].input" in bad.stderr
+  assert not (tmp_path / "a" / "checkpoints").exists()
+  ok = run_exp("arc_trm", tmp_path / "b", *over, "--config.data.skip_bad=True")
+  assert "skipped 1 bad task" in ok.stderr + ok.stdout
+  rows = [json.loads(l) for l in open(tmp_path / "b" / "metrics.jsonl")]
+  assert any(r.get("eval/count", 0) > 0 for r in rows)  # the tasks' test pairs were scored

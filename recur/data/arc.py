@@ -502,6 +502,10 @@ class ArcSource:
     found = load_path(path, canvas, _col=col)
     if test_subsets is None:
       test_subsets = tuple(n for n in found if n.startswith("evaluation"))
+      if not test_subsets:
+        # A plain directory of tasks (e.g. ConceptARC): its demonstrations train,
+        # its test pairs are scored (the ARC protocol applied to every task).
+        test_subsets = tuple(found)
     if train_subsets is None:
       train_subsets = tuple(found)
     names = [n for n in dict.fromkeys(tuple(train_subsets) +
