@@ -251,7 +251,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   finally:
     writer.close()
     mngr.close()
-    it.close() if hasattr(it, "close") else None
+    it.close()
 
 
 def _drop_empty(tree):

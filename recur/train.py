@@ -4,7 +4,9 @@ One train step = one ACT supervision segment of the whole (global) batch:
 refill halted rows, run the segment, loss/metrics, AdamATan2 on the dense
 weights, sparse sign-SGD on the looked-up puzzle-embedding rows, EMA. The
 persistent ACT carry lives in the state, so a checkpoint of the state is an exact
-resume point. Jit it once with `make_train_step` (shardings + donation).
+resume point. Jit it once with shardings and donation, as experiments/loop.py
+does: `jax.jit(partial(train_step, cfg=cfg, oc=oc), in_shardings=...,
+out_shardings=..., donate_argnums=0)`.
 """
 from __future__ import annotations
 
