@@ -247,9 +247,21 @@ def plot_training_curves(metrics: str | Sequence[Mapping[str, Any]], path: str,
   fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
 
   def series(key):
+    # Train accuracies are over the rows that halted at that step: skip steps
+    # where none did (they would read 0).
     pts = [(r["step"], r[key]) for r in rows if key in r and "step" in r
-           and r[key] is not None and math.isfinite(float(r[key]))]
+           and r[key] is not None and math.isfinite(float(r[key]))
+           and not (key.startswith("train/") and "acc" in key
+                    and r.get("train/count", 1) == 0)]
     return tuple(zip(*pts)) if pts else ((), ())
+
+  def smooth(y, k=5):
+    y = np.asarray(y, float)
+    if len(y) < 2 * k:
+      return y
+    c = np.cumsum(np.concatenate([[0.0], y]))
+    lo = np.maximum(np.arange(len(y)) - k + 1, 0)
+    return (c[np.arange(len(y)) + 1] - c[lo]) / (np.arange(len(y)) + 1 - lo)
 
   for key, lab in (("train/loss", "loss"), ("train/lm_loss", "lm loss")):
     x, y = series(key)
@@ -264,7 +276,11 @@ def plot_training_curves(metrics: str | Sequence[Mapping[str, Any]], path: str,
                           ("eval/exact_accuracy", "eval exact", "o--"),
                           ("eval/pass@2", "eval pass@2", "s--")):
     x, y = series(key)
-    if x:
+    if x and key.startswith("train/"):
+      line, = ax_a.plot(x, y, style, alpha=0.25, linewidth=0.8)
+      ax_a.plot(x, smooth(y), style, color=line.get_color(),
+                label=f"{lab} (mean of 5 logs)" if len(y) >= 10 else lab)
+    elif x:
       ax_a.plot(x, y, style, label=lab, markersize=4)
   ax_a.set_xlabel("step")
   ax_a.set_ylim(-0.02, 1.02)

@@ -10,9 +10,9 @@ Variants:
          4x H100 for ~3 days in the paper. `--config.data.version=arc2` for
          ARC-AGI-2 (7.8 expected).
   arc2:  the same on ARC-AGI-2.
-  demo:  small grids (<= 5x5), a 6x6 canvas, a 64-wide TRM: a few minutes on 2
+  demo:  small grids (<= 4x4), a 5x5 canvas, a 64-wide TRM: ~4 minutes on 2
          CPU cores; prints pass@1/2 and exact accuracy per supervision step and
-         writes pictures.
+         writes pictures (curves, accuracy vs steps, examples, refinement).
   smoke: seconds on a CPU, for tests.
 """
 from experiments.configs import common
@@ -37,14 +37,20 @@ def get_config(variant: str = "demo"):
     if variant == "arc2":
       c.data.version = "arc2"
   elif variant == "demo":
+    # Every ARC-AGI-1 task whose grids are all <= 4x4 (15 training + 3
+    # evaluation tasks; the evaluation tasks' demonstrations are trained on, their
+    # test inputs scored) on a 5x5 canvas, 8 augmented versions each. Measured:
+    # ~4 min on 2 quiet CPU cores; train exact accuracy 0 -> ~0.1, eval pass@2
+    # ~0.17 (one of the 3 evaluation tasks' test inputs).
     c.batch_size = 64
     c.steps = 1500
-    c.log_every = 50
+    c.log_every = 25
+    c.eval_every = 500
     c.checkpoint_every = 500
     common.tiny(c, hidden_size=64, num_heads=4, H_cycles=2, L_cycles=2,
                 halt_max_steps=4, puzzle_emb_len=1)
-    c.optim.update(lr=1e-3, lr_warmup_steps=100, puzzle_emb_lr=1e-2, ema_rate=0.99)
-    c.data.update(canvas=6, max_grid_size=5, num_versions=16, max_tasks=30,
+    c.optim.update(lr=2e-3, lr_warmup_steps=100, puzzle_emb_lr=1e-2, ema_rate=0.99)
+    c.data.update(canvas=5, max_grid_size=4, num_versions=8, max_tasks=100,
                   eval_batch_size=256)
   elif variant == "smoke":
     c.batch_size = 8
