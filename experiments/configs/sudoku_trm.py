@@ -11,7 +11,7 @@ Variants:
          (paper), 75-87 (reruns); < 36 h on one L40S in the paper.
   paper_att: TRM-Att on the same data (74.7 in the paper).
   builtin: paper model on the built-in generator's 9x9 puzzles (offline).
-  demo:  4x4 boards from the built-in generator, a few minutes on 2 CPU cores.
+  demo:  4x4 boards from the built-in generator, ~3 minutes on 2 CPU cores.
   smoke: seconds on a CPU, for tests.
 """
 import ml_collections
@@ -37,10 +37,12 @@ def get_config(variant: str = "demo"):
     if variant == "builtin":
       c.data.num_blanks = 50
   elif variant == "demo":
+    # 4x4 boards with 8 blanks: train exact accuracy 0 -> ~0.97 by step 200.
     c.batch_size = 64
-    c.steps = 1200
-    c.log_every = 50
-    c.checkpoint_every = 400
+    c.steps = 500
+    c.log_every = 25
+    c.eval_every = 250
+    c.checkpoint_every = 250
     common.tiny(c, hidden_size=64, num_heads=4, H_cycles=2, L_cycles=3,
                 halt_max_steps=4, puzzle_emb_len=1)
     c.optim.update(lr=1e-3, lr_warmup_steps=100, puzzle_emb_lr=1e-3, weight_decay=0.1,
