@@ -2,8 +2,10 @@
 resume/skip of finished runs, and matched parameter counts of every variant."""
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl.testing import absltest
@@ -21,7 +23,8 @@ class SmokeTest(absltest.TestCase):
 
   def test_smoke_variant_writes_table_and_plots(self):
     # Given the smoke variant (3 models x 2 seeds x sizes 2..4, a few steps)
-    workdir = self.create_tempdir().full_path
+    workdir = tempfile.mkdtemp(prefix="dvr_smoke_")
+    self.addCleanup(shutil.rmtree, workdir, ignore_errors=True)
     cmd = [sys.executable, "-m", "experiments.depth_vs_recursion",
            "--config=experiments/configs/depth_vs_recursion.py:smoke",
            f"--workdir={workdir}"]

@@ -116,6 +116,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     data = dict(n_min=2, n_max=12, num_train=100000, num_test=300)
   else:  # smoke
     c = _base(steps=4, batch=8)
+    c.checkpoint_every = 4
     c.seeds = (0, 1)
     c.eval_step_factor = 2
     c.eval_batch_size = 16
@@ -133,7 +134,7 @@ def _ablation(variant: str) -> ml_collections.ConfigDict:
   if variant == "ablation_quick":
     c = _base(steps=400, batch=64)
     c.seeds = (0, 1)
-    width, box, blanks, n_train = 64, (2, 2), 10, 2000
+    width, box, blanks, n_train = 32, (2, 2), 6, 2000
     trm = dict(H_cycles=2, L_cycles=2, halt_max_steps=4)
   elif variant == "ablation_gpu":
     c = _base(steps=20000, batch=256)
@@ -146,6 +147,7 @@ def _ablation(variant: str) -> ml_collections.ConfigDict:
                compute_dtype="bfloat16")
   else:  # ablation_smoke
     c = _base(steps=4, batch=8)
+    c.checkpoint_every = 4
     c.seeds = (0,)
     c.eval_step_factor = 1
     c.eval_batch_size = 16
