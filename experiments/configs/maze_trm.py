@@ -9,7 +9,7 @@ Variants:
          public Maze-Hard CSVs; by default the built-in generator makes 30x30
          mazes with shortest path > 110. Expected exact accuracy 85.3 (paper),
          83.7 (reruns).
-  demo:  6x6 mazes, ~5 minutes on 2 CPU cores.
+  demo:  6x6 mazes, ~3 minutes on 2 CPU cores (eval exact accuracy ~0.4).
   smoke: seconds on a CPU, for tests.
 """
 import ml_collections
@@ -31,9 +31,9 @@ def get_config(variant: str = "demo"):
     c.eval_every = 50_000
     c.checkpoint_every = 5_000
   elif variant == "demo":
-    # 6x6 mazes, shortest path >= 6 moves. Measured (2 busy CPU cores): 600
-    # steps in 4 min gave eval exact accuracy 0.16 (0.06 after step 1, 0.16
-    # after step 3); 900 steps here.
+    # 6x6 mazes, shortest path >= 6 moves. Measured on 2 shared CPU cores:
+    # 2m51s; eval exact accuracy 0.41 (0.10 after step 1, 0.44 after step 3),
+    # train exact 0 -> 0.28.
     c.batch_size = 64
     c.steps = 900
     c.log_every = 25

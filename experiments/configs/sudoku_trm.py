@@ -11,7 +11,8 @@ Variants:
          (paper), 75-87 (reruns); < 36 h on one L40S in the paper.
   paper_att: TRM-Att on the same data (74.7 in the paper).
   builtin: paper model on the built-in generator's 9x9 puzzles (offline).
-  demo:  4x4 boards from the built-in generator, ~3 minutes on 2 CPU cores.
+  demo:  4x4 boards from the built-in generator, ~3 minutes on 2 CPU cores
+         (eval exact accuracy 1.0).
   smoke: seconds on a CPU, for tests.
 """
 import ml_collections
@@ -37,7 +38,8 @@ def get_config(variant: str = "demo"):
     if variant == "builtin":
       c.data.num_blanks = 50
   elif variant == "demo":
-    # 4x4 boards with 8 blanks: train exact accuracy 0 -> ~0.97 by step 200.
+    # 4x4 boards with 8 blanks. Measured on 2 shared CPU cores: 3m00s; train
+    # exact accuracy 0 -> 0.97 by step 200; eval exact 0.905 at step 250, 1.0 at 500.
     c.batch_size = 64
     c.steps = 500
     c.log_every = 25
