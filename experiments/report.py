@@ -89,8 +89,9 @@ def final_report(config, workdir: str, final: dict) -> None:
 
 def sample_predictions(config, workdir: str, num_steps: int | None = None,
                        rows: int = _SAMPLE_ROWS) -> dict[str, Any]:
-  """Runs the latest checkpoint on the first `rows` test examples (version 0)
-  for `num_steps` segments, keeping every step's predictions."""
+  """Runs the latest checkpoint on the first `rows` test examples (all their
+  augmented versions, in evaluation order) for `num_steps` segments, keeping
+  every step's predictions."""
   from experiments import evaluation, loop  # pylint: disable=g-import-not-at-top
   from recur import sharding  # pylint: disable=g-import-not-at-top
   cfg, params, _, _ = loop.restore_params(workdir, config)
@@ -100,8 +101,8 @@ def sample_predictions(config, workdir: str, num_steps: int | None = None,
   bs = -(-rows // n_dev) * n_dev
   n = num_steps or cfg.halt_max_steps
   meta, out = next(iter(evaluation.run_eval_batches(
-      cfg, params, source, mesh, batch_size=bs, num_steps=n, max_versions=1,
-      max_batches=1, keep_steps=True)))
+      cfg, params, source, mesh, batch_size=bs, num_steps=n, max_batches=1,
+      keep_steps=True)))
   keep = np.asarray(meta["mask"], bool)
   meta = {k: np.asarray(v)[keep] for k, v in meta.items()}
   out = {k: (np.asarray(v)[:, keep] if np.ndim(v) and np.shape(v)[0] == n
@@ -146,7 +147,7 @@ def write_pictures(config, workdir: str, final: dict) -> list[str]:
                          num_steps=2 * trained if trained else None)
   cfg, source, meta, out = s["cfg"], s["source"], s["meta"], s["out"]
   if len(meta["mask"]):
-    curves[f"first {len(meta['mask'])} test rows"] = \
+    curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
         out["exact_per_step"].mean(axis=1).tolist()
   if curves:
     viz.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"),
@@ -179,8 +180,16 @@ def _puzzle_pictures(kind, source, meta, out, cfg, workdir) -> list[str]:
   trained = cfg.halt_max_steps
   final = preds[trained - 1]                        # what evaluation reports
   exact = out["exact_per_step"]                     # [T, B]
-  # Examples: right ones first (if any), then wrong ones.
-  order = np.argsort(~exact[trained - 1], kind="stable")[:_EXAMPLES]
+  # Examples: right ones first (if any), then wrong ones; one row per puzzle
+  # (ARC rows repeat a test input under several augmented versions).
+  order = np.argsort(~exact[trained - 1], kind="stable")
+  seen, picked = set(), []
+  for r in order:
+    key = (int(meta["group"][r]), int(meta["index"][r]))
+    if key not in seen:
+      seen.add(key)
+      picked.append(r)
+  order = np.asarray(picked[:_EXAMPLES])
   # Refinement: a row whose answer changes across steps and ends right if
   # possible, else the first row.
   changes = (preds[1:] != preds[:-1]).any(-1).sum(0)
