@@ -91,7 +91,9 @@ def test_cli_prints_one_json_line_per_case(tmp_path):
   cmd = [sys.executable, "-m", "experiments.bench", "--shapes=tiny",
          "--cases=tiny_trm_att", "--steps=2", "--warmup=1", f"--out={out}"]
   # When it runs
-  proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+  # One device whatever another test module set XLA_FLAGS to.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, env=env,
                         timeout=300, check=False)
   # Then it prints exactly one JSON line with every field, and appends it
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None,
 
 
 def _run(script, *args):
+  # Another test module may have set XLA_FLAGS for its own fake devices.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.run(["bash", os.path.join(LAUNCH, script), *args],
                         capture_output=True, text=True, timeout=30,
-                        check=False)
+                        check=False, env=env)
 
 
 @pytest.mark.parametrize("script", ["tpu_vm.sh", "gpu.sh", "local.sh"])
