@@ -47,10 +47,11 @@ def comparable(rows):
 
 @pytest.mark.parametrize("name", ["sudoku_trm", "arc_trm"])
 def test_sigkill_resume_matches_uninterrupted(tmp_path, name):
-  # A wider model so that the 20 steps after the second checkpoint take long
-  # enough (seconds) to kill the run between them; synchronous checkpoints so
-  # that checkpoint 40 is committed before step 41 starts.
-  over = ["--config.steps=60", "--config.checkpoint_every=20", "--config.log_every=1",
+  # (The check uses 60 steps / checkpoints every 20; half of it here to
+  # keep CI short.) A wider model so that the 10 steps after the second
+  # checkpoint take long enough (seconds) to kill the run between them;
+  # synchronous checkpoints so checkpoint 20 is committed before step 21 starts.
+  over = ["--config.steps=30", "--config.checkpoint_every=10", "--config.log_every=1",
           "--config.eval_at_end=False", "--config.async_checkpointing=False",
           "--config.model.hidden_size=128", "--config.model.H_cycles=3",
           "--config.model.L_cycles=4"]
@@ -61,20 +62,20 @@ def test_sigkill_resume_matches_uninterrupted(tmp_path, name):
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_cmd(name, killed, *over), cwd=ROOT, env=_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  done = killed / "checkpoints" / "40" / "commit_success.txt"
+  done = killed / "checkpoints" / "20" / "commit_success.txt"
   deadline = time.time() + 300
   while not done.exists() and proc.poll() is None and time.time() < deadline:
     time.sleep(0.01)
   assert proc.poll() is None, "run finished before it could be killed"
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
-  assert len(train_rows(killed)) < 60
+  assert len(train_rows(killed)) < 30
   # ...when started again with the same command, it resumes and ends with the
   # same metrics, value for value, as the run that never stopped.
   out = run_exp(name, killed, *over)
   assert "Resumed from" in out.stdout
   assert comparable(train_rows(killed)) == comparable(train_rows(ref))
-  assert len(train_rows(ref)) == 60
+  assert len(train_rows(ref)) == 30
 
 
 def test_outputs_tensorboard_and_refusal(tmp_path):
