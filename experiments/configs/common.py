@@ -23,6 +23,7 @@ def base() -> ml_collections.ConfigDict:
   c.async_checkpointing = True
   c.table_sharding = "replicated"   # or "rows": puzzle table split over devices
   c.prefetch = 2
+  c.pictures = True            # PNGs (curves, examples, refinement) after the run
   c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
   return c
 
