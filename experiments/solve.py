@@ -451,30 +451,12 @@ class ArcTaskSet:
     return {"name": self.info.name, "tasks": len(self.tasks)}
 
   def examples(self, split: str, group: int, version: int, rng):
-    from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-    from recur.data.base import IGNORE_LABEL_ID, Example  # pylint: disable=g-import-not-at-top
-    aug = self._augs[group][version]
-    pid = self._first[group] + version
-    translate = self.translate and split == "train"
-    pairs = self.pairs(split, group)
-    # As training: one example per version stays at the origin.
-    keep = int(rng.integers(len(pairs))) if translate else -1
-    out = []
-    for i, p in enumerate(pairs):
-      inp = aa.augment_grid(p.input, aug)
-      lab = None if p.output is None else aa.augment_grid(p.output, aug)
-      shapes = (inp.shape,) if lab is None else (inp.shape, lab.shape)
-      offset = (aa.random_offset(rng, shapes, self.canvas)
-                if translate and i != keep else (0, 0))
-      if lab is None:
-        labels = np.full(self.canvas * self.canvas, IGNORE_LABEL_ID, np.int32)
-      else:
-        labels = aa.encode_grid(lab, self.canvas, offset)
-        labels[labels == aa.PAD] = IGNORE_LABEL_ID
-      out.append(Example(inputs=aa.encode_grid(inp, self.canvas, offset),
-                         labels=labels, puzzle_identifier=pid, group=group,
-                         version=version, index=i))
-    return out
+    from recur.data.arc import encode_examples  # pylint: disable=g-import-not-at-top
+    return encode_examples(
+        self.pairs(split, group), self._augs[group][version], self.canvas, rng,
+        translate=self.translate and split == "train",
+        puzzle_identifier=self._first[group] + version, group=group,
+        version=version)
 
 
 def fit_embeddings(cfg, params, tasks: ArcTaskSet, *, steps: int, lr: float,

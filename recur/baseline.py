@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from recur import core, layers
-from recur.trm import _level
 
 __all__ = ["TransformerConfig", "init", "segment"]
 
@@ -48,11 +47,7 @@ def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
 def segment(params: Params, inner: core.InnerCarry, batch: dict,
             cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[core.InnerCarry, core.SegmentOutput]:
-  net = params["net"]
-  if puzzle_emb is None and cfg.prefix_len:
-    puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
-  x = core.embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
-  level = _level(cfg, core.rope_for(cfg))
+  net, x, level = core.segment_inputs(params, batch, cfg, puzzle_emb)
   z_H = level(net["H_level"], inner.z_H, x)
   heads = core.output_heads(cfg, net, z_H)
   return core.InnerCarry(jax.lax.stop_gradient(z_H), inner.z_L), heads

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from recur import layers
 
-__all__ = ["ModelConfig", "InnerCarry", "SegmentOutput", "embed_inputs",
+__all__ = ["ModelConfig", "InnerCarry", "SegmentOutput", "embed_inputs", "segment_inputs",
            "output_heads", "init_io", "recurse", "remat_policy"]
 
 Array = jax.Array
@@ -160,6 +160,20 @@ def embed_inputs(cfg: ModelConfig, net: Params, inputs_BT: Array,
     # 1/sqrt(2) keeps the variance of the sum of two unit-variance embeddings.
     e = 0.707106781 * (e + net["embed_pos"].astype(dtype))
   return math.sqrt(cfg.hidden_size) * e
+
+
+def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
+                   puzzle_emb: Array | None = None):
+  """What every model's segment starts with: (dense weights, input embedding x,
+  the reasoning-module function `level(stack, h, injection)`). `puzzle_emb`
+  [B, P] are the looked-up rows (passed explicitly so training can differentiate
+  w.r.t. them); default: looked up from `params["puzzle_emb"]`."""
+  net = params["net"]
+  if puzzle_emb is None and cfg.prefix_len:
+    puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
+  x = embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
+  lc, rope = cfg.layer_config, rope_for(cfg)
+  return net, x, lambda p, h, inj: layers.apply_stack(p, h, inj, lc, rope)
 
 
 def rope_for(cfg: ModelConfig):

