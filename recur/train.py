@@ -117,7 +117,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *,
   sums = dict(sums)
   sums["loss"] = loss * oc.global_batch_size
   sums["lr"] = oc.schedule(oc.lr)(state.step + 1)
-  sums["grad_norm"] = optax.global_norm(g_net)
+  sums["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(g_net)))
   new_state = TrainState(step=state.step + 1, params={**params, "net": net},
                          puzzle_emb=table, opt_state=opt_state, ema=ema,
                          carry=carry, key=state.key)
