@@ -283,3 +283,22 @@ def test_rms_norm_custom_gradient_matches_autodiff(axis):
   # bf16 inputs keep bf16 cotangents.
   g = jax.grad(lambda x: ours(x.astype(jnp.bfloat16)).astype(jnp.float32))(x.astype(jnp.bfloat16))
   assert g.dtype == jnp.bfloat16
+
+
+def test_rolled_loops_keep_the_program_size_independent_of_depth():
+  # Given unroll=1 (rolled scans), when the recursion gets 8x deeper, then the
+  # compiled program does not grow: compile time stays bounded for deep recursion.
+  def lowered(H, L, unroll):
+    cfg = tiny("trm", H_cycles=H, L_cycles=L, unroll=unroll)
+    params = cfg.init(jax.random.key(0))
+    b = batch(cfg)
+    f = jax.jit(lambda p, c, b: act.act_step(cfg, p, c, b, train=False))
+    return f.lower(params, act.empty_carry(cfg, b), b)
+  shallow = len(lowered(2, 2, 1).compile().as_text())
+  deep = len(lowered(16, 16, 1).compile().as_text())
+  assert deep <= shallow * 1.05
+  # The default (full unroll, fastest at the published depths) has no loops left
+  # and one call site per layer application, so it grows with depth instead.
+  text = lowered(16, 16, True).as_text()
+  assert "stablehlo.while" not in text
+  assert text.count("call @") > 2 * lowered(2, 2, True).as_text().count("call @")
