@@ -12,7 +12,8 @@
 #     --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
 set -euo pipefail
 
-readonly EXPERIMENTS="arc_trm arc_hrm sudoku_trm maze_trm depth_vs_recursion"
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 readonly REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 experiment=""
@@ -53,33 +54,6 @@ Options:
 
 Everything after '--' is forwarded to the experiment (e.g. --config.seed=1).
 EOF
-}
-
-die() {
-  echo "error: $*" >&2
-  exit 2
-}
-
-# Prints one word so that a shell reads it back unchanged.
-quote() {
-  if [[ "$1" =~ ^[A-Za-z0-9_./:=@,+%^-]+$ ]]; then
-    printf '%s' "$1"
-  else
-    printf "'%s'" "${1//\'/\'\\\'\'}"
-  fi
-}
-
-# Runs a command, or prints it (quoted, so it can be pasted) in dry-run.
-run() {
-  if (( dry_run )); then
-    local word sep=""
-    for word in "$@"; do
-      printf '%s' "${sep}"; quote "${word}"; sep=" "
-    done
-    printf '\n'
-  else
-    "$@"
-  fi
 }
 
 while (( $# )); do
