@@ -54,12 +54,7 @@ def get_config(variant: str = "demo"):
     c.data.update(canvas=5, max_grid_size=4, num_versions=8, max_tasks=100,
                   eval_batch_size=256)
   elif variant == "smoke":
-    c.batch_size = 8
-    c.steps = 6
-    c.log_every = 1
-    c.checkpoint_every = 3
-    common.tiny(c, H_cycles=2, L_cycles=1, halt_max_steps=2, puzzle_emb_len=1)
-    c.optim.update(lr=1e-3, lr_warmup_steps=2)
+    common.smoke(c)
     c.data.update(canvas=6, max_grid_size=5, num_versions=2, max_tasks=6,
                   eval_batch_size=16, eval_max_batches=2)
   else:

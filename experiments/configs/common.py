@@ -4,7 +4,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-__all__ = ["base", "trm_model", "hrm_model", "optim", "placeholder"]
+__all__ = ["base", "trm_model", "hrm_model", "optim", "placeholder", "tiny", "smoke"]
 
 placeholder = config_dict.placeholder
 
@@ -62,3 +62,13 @@ def tiny(c: ml_collections.ConfigDict, **model) -> None:
   c.model.update(dict(hidden_size=32, num_heads=2, compute_dtype="float32"), **model)
   if "puzzle_emb_ndim" in c.model and c.model.puzzle_emb_ndim:
     c.model.puzzle_emb_ndim = c.model.hidden_size
+
+
+def smoke(c: ml_collections.ConfigDict) -> None:
+  """The `smoke` variants: a few steps of a tiny model, checkpoints every 3."""
+  c.batch_size = 8
+  c.steps = 6
+  c.log_every = 1
+  c.checkpoint_every = 3
+  tiny(c, H_cycles=2, L_cycles=1, halt_max_steps=2, puzzle_emb_len=1)
+  c.optim.update(lr=1e-3, lr_warmup_steps=2)

@@ -18,6 +18,9 @@ Depth versus recursion (default task: sorting lists of n = n_min..n_max values):
   full:   transformers of depth 2, 4 and 8 (each width-matched), TRM and HRM at
           width 64, longer lists and 4x the steps, 3 seeds; about an hour on
           2 CPU cores (estimate in docs/results.md).
+  quick_state: the quick arms on a serial task, the S_3 word problem
+          ("state tracking", `StateTrackingSource`: label i = g_1 o ... o g_i,
+          n = 2..12; data.k sets the group S_k), 3 seeds; <= 10 min on 2 CPU cores.
   smoke:  seconds, for tests.
 Ablation on the built-in Sudoku generator (4x4 boards):
   ablation_quick: full TRM, 1-step gradient, single z, no EMA, HRM, direct
@@ -34,11 +37,14 @@ from experiments.configs import common
 
 __all__ = ["get_config", "VARIANTS"]
 
-VARIANTS = ("quick", "full", "smoke", "ablation_quick", "ablation_gpu", "ablation_smoke")
+VARIANTS = ("quick", "quick_state", "full", "smoke", "ablation_quick", "ablation_gpu", "ablation_smoke")
 
 # TRM paper, Table 1 (Sudoku-Extreme, exact accuracy %), for the ablation table.
 PAPER_TABLE1 = {"trm": 87.4, "no_ema": 79.9, "one_step_grad": 56.5, "single_z": 71.9,
                 "hrm": 55.0, "direct": 0.0}
+
+
+STATE_STEPS = 400
 
 
 def _model(name: str, **kw) -> dict:
@@ -110,6 +116,11 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     c = _base(steps=400, batch=64)
     arms = _depth_arms((4,), width=64)
     data = dict(n_min=2, n_max=8, num_train=20000, num_test=200)
+  elif variant == "quick_state":
+    c = _base(steps=STATE_STEPS, batch=64)
+    arms = _depth_arms((4,), width=64)
+    data = dict(name="state_tracking", k=3, n_min=2, n_max=12, num_train=20000,
+                num_test=200)
   elif variant == "full":
     c = _base(steps=1600, batch=64)
     arms = _depth_arms((2, 4, 8), width=64)
@@ -123,7 +134,9 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     arms = _depth_arms((4,), width=32, H_cycles=1, L_cycles=1, halt_max_steps=2)
     data = dict(n_min=2, n_max=4, num_train=64, num_test=8)
   c.experiment = "depth_vs_recursion"
-  c.data = ml_collections.ConfigDict(dict(name="sort", num_values=10, seed=0, **data))
+  data = dict(name="sort", num_values=10, seed=0, **data) if "name" not in data \
+      else dict(seed=0, **data)
+  c.data = ml_collections.ConfigDict(data)
   c.arms = ml_collections.ConfigDict(arms)
   c.order = tuple(sorted(a for a in arms if a.startswith("transformer"))) + ("trm", "hrm")
   return c

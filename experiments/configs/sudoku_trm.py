@@ -52,12 +52,7 @@ def get_config(variant: str = "demo"):
     c.data.update(box=(2, 2), num_train=200, num_test=200, num_aug=100, num_blanks=8,
                   eval_batch_size=200)
   elif variant == "smoke":
-    c.batch_size = 8
-    c.steps = 6
-    c.log_every = 1
-    c.checkpoint_every = 3
-    common.tiny(c, H_cycles=2, L_cycles=1, halt_max_steps=2, puzzle_emb_len=1)
-    c.optim.update(lr=1e-3, lr_warmup_steps=2)
+    common.smoke(c)
     c.data.update(box=(2, 2), num_train=32, num_test=16, num_aug=4, num_blanks=6,
                   eval_batch_size=16)
   else:
