@@ -143,8 +143,14 @@ def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
   if rope is not None:
     q = apply_rope(q, *rope)
     key = apply_rope(key, *rope)
-  out = jax.nn.dot_product_attention(q, key, v, is_causal=False,
-                                    implementation=_attention_impl(cfg, q))
+  impl = _attention_impl(cfg, q)
+  try:
+    out = jax.nn.dot_product_attention(q, key, v, is_causal=False, implementation=impl)
+  except (ValueError, NotImplementedError, RuntimeError):
+    if cfg.attention_impl not in (None, "auto"):
+      raise  # asked for explicitly: say why it cannot be used
+    # "auto" picked cuDNN, which refused these shapes/this GPU: XLA instead.
+    out = jax.nn.dot_product_attention(q, key, v, is_causal=False)
   return _dense(out.reshape(b, s, n * k), o_XD)
 
 
