@@ -65,7 +65,7 @@ class SmokeTest(absltest.TestCase):
 
 class MatchedParamsTest(parameterized.TestCase):
 
-  @parameterized.parameters("smoke", "quick", "full", "ablation_quick", "ablation_gpu")
+  @parameterized.parameters("smoke", "quick", "quick_state", "full", "ablation_quick", "ablation_gpu")
   def test_matched_arms_within_tolerance(self, variant):
     # Given a variant's arms and its data
     config = configs.get_config(variant)
