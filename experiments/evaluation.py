@@ -10,6 +10,7 @@ versions (and submission.json), Sudoku/Maze validity.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import jax
@@ -116,7 +117,6 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   if arc is not None:
     res.update({f"eval/{k}": v for k, v in arc.result().items()})
     if workdir is not None:
-      import os  # pylint: disable=g-import-not-at-top
       arc.write_submission(os.path.join(workdir, "submission.json"))
   else:
     res.update({f"eval/{k}": v for k, v in grid.result().items()
