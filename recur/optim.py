@@ -4,12 +4,20 @@ Everything here is functional and jit-friendly and works on pytrees of float32
 arrays; optimizer states are NamedTuples of arrays, so Orbax saves them as is.
 
 * Dense parameters use AdamATan2 (betas 0.9/0.95, no epsilon, decoupled weight
-  decay applied to the *old* parameter):
+  decay applied to the *old* parameter), exactly as the `adam-atan2` 0.0.3
+  package that both references install computes it (its CUDA kernel and the
+  pure-torch reference in its `adam_atan2_test.py` agree):
 
     p <- p * (1 - lr * wd)
     m <- b1 * m + (1 - b1) * g
     v <- b2 * v + (1 - b2) * g^2
-    p <- p - lr * atan2(m / (1 - b1^t), sqrt(v / (1 - b2^t)))      t = 1, 2, ...
+    p <- p - (lr / (1 - b1^t)) * atan2(m, sqrt(v) / sqrt(1 - b2^t))   t = 1, 2, ...
+
+  The first moment's bias correction sits *outside* the atan2, as a step size;
+  this is not `atan2(m_hat, sqrt(v_hat))` (atan2 is not homogeneous in one
+  argument), which an earlier version here computed. At t = 1 the update is
+  `lr * atan(1 - b1) / (1 - b1) * sign(g)` (0.997 lr for b1 = 0.9), not
+  `lr * pi/4 * sign(g)`.
 
 * The puzzle-embedding table is not an optax parameter: its looked-up rows get a
   sign-SGD step with decoupled decay, once per unique id of the global batch
@@ -60,9 +68,10 @@ def scale_by_adam_atan2(b1: float = 0.9,
                         b2: float = 0.95) -> optax.GradientTransformation:
   """Adam-atan2 direction without learning rate or weight decay.
 
-  Returns `atan2(m / (1 - b1^t), sqrt(v / (1 - b2^t)))` per leaf, with the sign
-  of a gradient (so it is later scaled by `-lr`). atan2 replaces Adam's
-  `m_hat / (sqrt(v_hat) + eps)`: it is bounded by pi/2 and needs no epsilon;
+  Returns `atan2(m, sqrt(v) / sqrt(1 - b2^t)) / (1 - b1^t)` per leaf, with the
+  sign of a gradient (so it is later scaled by `-lr`): the `adam-atan2` 0.0.3
+  package's step, whose step size is `lr / (1 - b1^t)`. atan2 replaces Adam's
+  `m_hat / (sqrt(v_hat) + eps)`: it is bounded and needs no epsilon;
   atan2(0, 0) = 0, so a zero gradient gives a zero update, not NaN.
 
   Args:
@@ -86,13 +95,14 @@ def scale_by_adam_atan2(b1: float = 0.9,
     mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, state.mu, updates)
     nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * jnp.square(g),
                       state.nu, updates)
-    # Bias corrections in float32 from the integer step t = count.
+    # Bias corrections from the integer step t = count (the package computes
+    # them in double and casts to float32; float32 here differs by <= 1 ulp).
     t = count.astype(jnp.float32)
     bc1 = 1.0 - jnp.power(jnp.float32(b1), t)
-    bc2 = 1.0 - jnp.power(jnp.float32(b2), t)
+    bc2_sqrt = jnp.sqrt(1.0 - jnp.power(jnp.float32(b2), t))
 
     def direction(m, v):
-      return jnp.arctan2(m / bc1, jnp.sqrt(v / bc2)).astype(m.dtype)
+      return (jnp.arctan2(m, jnp.sqrt(v) / bc2_sqrt) / bc1).astype(m.dtype)
 
     new_updates = jax.tree.map(direction, mu, nu)
     return new_updates, ScaleByAdamAtan2State(count=count, mu=mu, nu=nu)
@@ -108,9 +118,11 @@ def adam_atan2(learning_rate: ScalarOrSchedule,
                ) -> optax.GradientTransformation:
   """AdamATan2 with decoupled weight decay, as the reference's `AdamATan2`.
 
-  `optax.apply_updates(p, u)` gives exactly
-  `p * (1 - lr*wd) - lr * atan2(m_hat, sqrt(v_hat))`: the update is
-  `-lr * (atan2(...) + wd * p)` with `p` the parameter *before* the step.
+  `optax.apply_updates(p, u)` gives
+  `p * (1 - lr*wd) - (lr / (1 - b1^t)) * atan2(m, sqrt(v) / sqrt(1 - b2^t))`
+  (the `adam-atan2` 0.0.3 package's formula, up to float32 rounding): the update
+  is `-lr * (atan2(...) / (1 - b1^t) + wd * p)` with `p` the parameter *before*
+  the step.
 
   Step convention: a schedule is called with the 1-based update number
   t = 1, 2, ... (the same t as in the bias corrections), i.e. the reference's

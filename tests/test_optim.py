@@ -19,7 +19,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _numpy_adam_atan2(p, grads, lrs, b1, b2, wd):
-  """Float64 transcription of the reference AdamATan2 step, one lr per step."""
+  """Float64 transcription of the `adam-atan2` 0.0.3 step, one lr per step.
+
+  As the package's pure-torch reference (`_adam_atan2_reference_impl` in its
+  adam_atan2_test.py): step_size = lr / (1 - b1^t) outside the atan2, and
+  sqrt(1 - b2^t) divides sqrt(v) inside it.
+  """
   p = np.asarray(p, np.float64)
   m = np.zeros_like(p)
   v = np.zeros_like(p)
@@ -28,7 +33,9 @@ def _numpy_adam_atan2(p, grads, lrs, b1, b2, wd):
     p = p * (1.0 - lr * wd)
     m = b1 * m + (1.0 - b1) * g
     v = b2 * v + (1.0 - b2) * g * g
-    p = p - lr * np.arctan2(m / (1.0 - b1**t), np.sqrt(v / (1.0 - b2**t)))
+    step_size = lr / (1.0 - b1**t)
+    denom = np.sqrt(v) / math.sqrt(1.0 - b2**t)
+    p = p - step_size * np.arctan2(m, denom)
   return p
 
 
@@ -50,14 +57,17 @@ def _run_optax(tx, params, grads, jit):
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_adam_atan2_first_step_is_sign_times_quarter_pi(jit):
-  # Given t = 1: m_hat = g and sqrt(v_hat) = |g|, so atan2 = sign(g) * pi/4.
+def test_adam_atan2_first_step_is_sign_times_atan_ratio(jit):
+  # Given t = 1: m = 0.1 g and sqrt(v) / sqrt(1 - b2) = |g|, so the package's
+  # step is (lr / 0.1) * atan2(0.1 g, |g|) = lr * sign(g) * atan(0.1) / 0.1
+  # (0.9967 lr; the old atan2(m_hat, sqrt(v_hat)) gave lr * pi/4).
   lr, wd = 0.1, 0.5
   tx = optim.adam_atan2(lr, weight_decay=wd)
   # When one step is taken.
   params, _ = _run_optax(tx, {"w": jnp.asarray(_P0)}, [{"w": _GRADS[0]}], jit)
-  # Then p1 = p0 * (1 - lr*wd) - lr * sign(g) * pi/4, zero grad -> decay only.
-  expected = _P0 * 0.95 - 0.1 * np.sign(_GRADS[0]) * (math.pi / 4)
+  # Then p1 = p0 * (1 - lr*wd) - lr * sign(g) * atan(0.1) / 0.1, zero grad ->
+  # decay only.
+  expected = _P0 * 0.95 - 0.1 * np.sign(_GRADS[0]) * (math.atan(0.1) / 0.1)
   np.testing.assert_allclose(params["w"], expected, rtol=1e-6, atol=1e-7)
   assert float(params["w"][0, 2]) == pytest.approx(2.0 * 0.95, rel=1e-7)
 
