@@ -239,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     print(__doc__)
     return 0 if argv else 2
   ok = True
+  from recur import parity_trajectory  # pylint: disable=g-import-not-at-top
   for path in argv:
-    report = run_parity(path)
+    # Trajectory fixtures (json "kind": "trajectory") replay training steps.
+    run = (parity_trajectory.run_trajectory_parity
+           if parity_trajectory.is_trajectory(path) else run_parity)
+    report = run(path)
     print(report.format(), flush=True)
     ok &= report.ok
   return 0 if ok else 1
