@@ -146,8 +146,7 @@ def embed_inputs(cfg: ModelConfig, net: Params, inputs_BT: Array,
                  puzzle_rows_BP: Array | None) -> Array:
   """Token (+ puzzle prefix) (+ learned position) embedding, times sqrt(D)."""
   dtype = cfg.dtype
-  e = jnp.take(net["embed_tokens"].astype(dtype), inputs_BT.astype(jnp.int32),
-               axis=0)
+  e = layers.embedding_lookup(net["embed_tokens"], inputs_BT, dtype)  # f32 grad sum
   if cfg.prefix_len:
     b = inputs_BT.shape[0]
     rows = puzzle_rows_BP.astype(dtype)

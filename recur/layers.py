@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "LayerConfig", "swiglu_width", "trunc_normal", "rms_norm", "rope_tables",
+    "LayerConfig", "swiglu_width", "trunc_normal", "rms_norm", "embedding_lookup",
+    "rope_tables",
     "apply_rope", "attention", "swiglu", "block", "init_block_stack",
     "apply_stack",
 ]
@@ -105,6 +106,46 @@ def _rms_bwd(eps, axis, res, g):
 
 
 rms_norm.defvjp(_rms_fwd, _rms_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def embedding_lookup(table_VD: Array, ids: Array, dtype) -> Array:
+  """`table[ids]` in `dtype`, with the table's gradient accumulated in float32.
+
+  Plain `jnp.take(table.astype(bf16), ids)` differentiates into a bf16
+  scatter-add: every one of the B x S looked-up rows is added into a table of
+  a dozen rows (14,400 additions per row at the ARC batch), each addition
+  rounded to bf16's 8 bits. Here the bf16 cotangents are summed in float32
+  (`segment_sum`) and only the total is cast to the table's dtype.
+
+  Args:
+    table_VD: [V, D] embedding table (float32 parameters).
+    ids: integer ids of any shape, in [0, V).
+    dtype: compute dtype of the result (e.g. bfloat16).
+
+  Returns:
+    [*ids.shape, D] rows in `dtype`.
+  """
+  return jnp.take(table_VD.astype(dtype), ids.astype(jnp.int32), axis=0)
+
+
+def _embedding_fwd(table_VD, ids, dtype):
+  out = embedding_lookup(table_VD, ids, dtype)
+  # Residuals: the ids and a zero-size stand-in carrying the table's shape/dtype.
+  return out, (ids, jnp.zeros((table_VD.shape[0], 0), table_VD.dtype))
+
+
+def _embedding_bwd(dtype, res, g):
+  del dtype
+  ids, shape_of_table = res
+  num_rows, d = shape_of_table.shape[0], g.shape[-1]
+  g32 = g.reshape(-1, d).astype(jnp.float32)
+  grad = jax.ops.segment_sum(g32, ids.reshape(-1).astype(jnp.int32),
+                             num_segments=num_rows)
+  return grad.astype(shape_of_table.dtype), None
+
+
+embedding_lookup.defvjp(_embedding_fwd, _embedding_bwd)
 
 
 def rope_tables(head_dim: int, seq_len: int, theta: float) -> tuple[Array, Array]:
