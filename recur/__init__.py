@@ -7,7 +7,7 @@ and conversion from the PyTorch reference. No flags, no I/O at import.
 """
 from recur import act, core, layers, losses
 from recur.act import ActCarry, act_step, advance, empty_carry, eval_rollout, refill
-from recur.baseline import TransformerConfig
+from recur.transformer import TransformerConfig
 from recur.core import InnerCarry, ModelConfig, SegmentOutput
 from recur.hrm import HRMConfig
 from recur.models import make_config

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from recur import core
-from recur.baseline import TransformerConfig
+from recur.transformer import TransformerConfig
 from recur.hrm import HRMConfig
 from recur.trm import TRMConfig
 
