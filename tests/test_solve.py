@@ -154,6 +154,28 @@ def test_sudoku_csv_with_knobs(sudoku_workdir, tmp_path):
   assert "after step 3" in table and "best q_halt" in table
 
 
+def test_checkpoint_written_before_the_name_rename_still_loads(sudoku_workdir, tmp_path):
+  # Given a run whose checkpoint metadata spells the model kind `model` (as
+  # every checkpoint written before the kind was spelled `name`).
+  import shutil  # pylint: disable=g-import-not-at-top
+  old = tmp_path / "old_run"
+  shutil.copytree(sudoku_workdir, old)
+  metas = [os.path.join(d, f) for d, _, fs in os.walk(old / "checkpoints") for f in fs
+           if os.path.basename(d) == "meta" and not f.startswith(".")]
+  assert metas
+  for m in metas:
+    with open(m) as f:
+      d = json.load(f)
+    d["model"]["model"] = d["model"].pop("name")
+    with open(m, "w") as f:
+      json.dump(d, f)
+  # When it is loaded for inference, then it gives the same model and weights.
+  cfg_new, params_new, _ = solve.load_model(sudoku_workdir)
+  cfg_old, params_old, _ = solve.load_model(str(old))
+  assert cfg_old == cfg_new and cfg_old.name == "trm"
+  jax.tree.map(np.testing.assert_array_equal, params_old, params_new)
+
+
 def test_sudoku_cli_without_answers(sudoku_workdir, tmp_path):
   # Given a CSV whose answer column is empty.
   path, puzzles = write_sudoku_csv(tmp_path / "q.csv", num=3, answers=False)
