@@ -161,7 +161,7 @@ def test_checkpoint_written_before_the_name_rename_still_loads(sudoku_workdir, t
   old = tmp_path / "old_run"
   shutil.copytree(sudoku_workdir, old)
   metas = [os.path.join(d, f) for d, _, fs in os.walk(old / "checkpoints") for f in fs
-           if os.path.basename(d) == "meta" and not f.startswith(".")]
+           if os.path.basename(d) == "meta" and f == "metadata"]
   assert metas
   for m in metas:
     with open(m) as f:
