@@ -40,7 +40,9 @@ D, SwiGLU width I, token-mixing width I_t (TRM-MLP):
   channel    2*S*D*2I + 2*S*I*D           (gate_up, down)
 A level call is layers x block. Per segment, TRM (grad_mode full) makes T*n
 L-calls and T H-calls, the last n+1 of them differentiated; HRM (one_step) makes
-the same calls with only the very last L- and H-call differentiated. The
+the same calls with only the very last L- and H-call differentiated; the
+transformer makes one differentiated call of H_layers blocks. The block counts
+come from the model (`cfg.layer_calls()`). The
 differentiated calls cost 3x (forward + backward w.r.t. inputs and weights), the
 no-grad ones 1x; the heads (lm_head on the seq_len token positions, Q head) are
 differentiated (3x). HRM's training ACT also runs one more no-grad segment for
@@ -168,22 +170,14 @@ def block_flops(cfg: core.ModelConfig) -> int:
 def flops_breakdown(cfg: core.ModelConfig) -> dict[str, int]:
   """Matmul FLOPs per example of one training step, by part; `total` sums them."""
   blk = block_flops(cfg)
-  model = getattr(cfg, "model", "")
-  if model not in ("trm", "hrm"):
-    raise NotImplementedError(f"no FLOP count for model {model!r}")
-  l_call = cfg.L_layers * blk
-  h_call = (cfg.H_layers if model == "hrm" else cfg.L_layers) * blk
-  t, n = cfg.H_cycles, cfg.L_cycles
-  grad_l = n if cfg.grad_mode == "full" else 1
-  grad_calls = grad_l * l_call + h_call
-  all_calls = t * n * l_call + t * h_call
+  calls = cfg.layer_calls()
+  grad_calls, all_calls = calls.grad * blk, calls.forward * blk
   d = cfg.hidden_size
   heads = 2 * cfg.seq_len * d * cfg.vocab_size + 2 * d * 2
   out = {"grad": 3 * grad_calls, "nograd": all_calls - grad_calls,
          "heads": 3 * heads, "q_target": 0}
   # As `recur.act.advance` in training: the bootstrapped target's extra segment.
-  if (cfg.act_continue and cfg.halt_max_steps > 1
-      and getattr(cfg, "act_train", True)):
+  if cfg.act_continue and cfg.halt_max_steps > 1 and cfg.act_train:
     out["q_target"] = all_calls + 2 * d * 2
   out["segment"] = out["grad"] + out["nograd"] + out["heads"]
   out["total"] = out["segment"] + out["q_target"]

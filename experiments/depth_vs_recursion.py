@@ -73,25 +73,16 @@ def count_params(cfg) -> int:
 
 def depth_per_segment(cfg) -> int:
   """Layers between input and output in one supervision segment."""
-  if cfg.model == "transformer":
-    return cfg.H_layers
-  if cfg.model == "hrm":
-    return cfg.H_cycles * (cfg.L_cycles * cfg.L_layers + cfg.H_layers)
-  return cfg.H_cycles * (cfg.L_cycles + 1) * cfg.L_layers
+  return cfg.depth_per_segment()
 
 
 def layer_passes(cfg) -> tuple[int, int]:
   """(forward layer passes, of them differentiated) per optimizer step."""
-  fwd = depth_per_segment(cfg)
-  if cfg.model == "transformer":
-    grad = cfg.H_layers
-  elif cfg.grad_mode == "one_step":
-    grad = cfg.L_layers + (cfg.H_layers if cfg.model == "hrm" else cfg.L_layers)
-  else:
-    grad = (cfg.L_cycles + 1) * cfg.L_layers
+  calls = cfg.layer_calls()
+  fwd = calls.forward
   if cfg.act_continue and cfg.halt_max_steps > 1:
     fwd *= 2  # HRM's Q-target segment
-  return fwd, grad
+  return fwd, calls.grad
 
 
 def _layer_params(cfg) -> int:
@@ -100,26 +91,36 @@ def _layer_params(cfg) -> int:
   return 4 * d * d + 3 * d * i
 
 
-def _estimate(model: dict, info, d: int) -> int:
+def _io_params(info, d: int) -> int:
+  """Embeddings, heads and a width-d puzzle table (see _model_fields)."""
+  return 2 * info.vocab_size * d + 2 * d + 2 + info.num_puzzle_identifiers * d
+
+
+def _stored_blocks(model: dict, info) -> int:
+  """Blocks the model stores (TRM shares one net across levels): from one exact
+  count at the model's own width, as the block count does not depend on it."""
+  cfg = _make_model_config(model, info)
+  return round((count_params(cfg) - _io_params(info, cfg.hidden_size))
+               / _layer_params(cfg))
+
+
+def _estimate(model: dict, info, d: int, blocks: int) -> int:
   """Parameter count of `model` at width d without tracing (ranks candidates)."""
   from recur import layers  # pylint: disable=g-import-not-at-top
   i = layers.swiglu_width(d, model.get("expansion", 4.0))
-  n_layers = sum(model.get(k, 0) for k in ("H_layers", "L_layers"))
-  if model["name"] == "trm":
-    n_layers = model.get("L_layers", 2)
-  io = 2 * info.vocab_size * d + 2 * d + 2 + info.num_puzzle_identifiers * d
-  return n_layers * (4 * d * d + 3 * d * i) + io
+  return blocks * (4 * d * d + 3 * d * i) + _io_params(info, d)
 
 
 def _match_width(model: dict, info, target: int) -> tuple[dict, int]:
   """Width (and head count) whose parameter count is closest to `target`:
   ranked by a closed form, the best few counted exactly."""
   cands = []
+  blocks = _stored_blocks(model, info)
   for d in range(8, 4 * model["hidden_size"] + 1, 2):
     heads = next((h for h in (model["num_heads"], 4, 2)
                   if d % h == 0 and (d // h) % 2 == 0), None)
     if heads is not None:
-      cands.append((abs(_estimate(model, info, d) - target), d, heads))
+      cands.append((abs(_estimate(model, info, d, blocks) - target), d, heads))
   best = None
   for _, d, heads in sorted(cands)[:3]:
     cand = dict(model, hidden_size=d, num_heads=heads)

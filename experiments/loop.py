@@ -117,8 +117,7 @@ def restore_params(workdir: str, config=None, step: int | None = None):
   if step is None:
     raise RunError(f"{workdir}: no checkpoint to load")
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  cfg = models.make_config(meta["model"]["model"], **{
-      k: v for k, v in meta["model"].items() if k != "model"})
+  cfg = models.config_from_dict(meta["model"], where=f"{workdir} checkpoint {step} meta")
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore()))["state"]
   mngr.close()
@@ -163,6 +162,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   start = mngr.latest_step()
   if start is not None:
     meta = mngr.restore(start, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    # Checkpoints written before the model kind was spelled `name` say `model`.
+    meta = dict(meta, model=models.canonical_fields(meta.get("model", {})))
     diffs = _diff(meta, json.loads(json.dumps(fp)))
     if diffs:
       raise RunError(

@@ -101,34 +101,23 @@ def _read_json_arg(text: str) -> Any:
     return json.load(f)
 
 
-def _reference_model_name(name: str) -> str:
-  name = name.lower()
-  if "hrm" in name:
-    return "hrm"
-  if "trm" in name:
-    return "trm"
-  if "transformer" in name or "baseline" in name:
-    return "transformer"
-  raise ValueError(f"cannot tell the model from reference name {name!r}")
-
-
 def model_config_from_json(d: dict, params: dict | None = None):
   """Our config from: {"model": {ours...}, ...} (model.json / export sidecar),
-  {"model": "trm", ...ours} , {"model": "hrm", "config": {reference}} or the
-  reference's own {"name": "...@...", ...} (or {"arch": {...}})."""
+  {"name": "trm", ...ours}, {"model": "hrm", "config": {reference}} or the
+  reference's own {"name": "...@...", ...} (or {"arch": {...}}). Files written
+  before the kind was spelled `name` (`"model": "trm"`) still read."""
   from recur import models  # pylint: disable=g-import-not-at-top
   if isinstance(d.get("model"), dict):
-    fields = dict(d["model"])
-    return models.make_config(fields.pop("model"), **fields)
-  if isinstance(d.get("model"), str) and "config" not in d:
-    fields = dict(d)
-    return models.make_config(fields.pop("model"), **fields)
+    return models.config_from_dict(d["model"], where="model config field 'model'")
+  flat = models.canonical_fields(d)
+  if "config" not in flat and flat.get("name") in models.MODEL_CONFIGS:
+    return models.config_from_dict(flat)
   if "arch" in d:
     d = d["arch"]
   if isinstance(d.get("model"), str):
     name, ref = d["model"], dict(d["config"])
   else:
-    name, ref = _reference_model_name(d.get("name", "")), dict(d)
+    name, ref = models.reference_model_name(d.get("name", "")), dict(d)
   if params is not None:   # the data-derived fields, if the config lacks them
     ref.setdefault("vocab_size", int(np.shape(params["net"]["embed_tokens"])[0]))
     ref.setdefault("num_puzzle_identifiers", int(np.shape(params["puzzle_emb"])[0]))
@@ -193,33 +182,26 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
 
 
 @functools.lru_cache(maxsize=16)
-def _eval_fn(cfg, num_steps: int):
+def _rollout_fn(cfg, num_steps: int, noisy: bool):
   import jax  # pylint: disable=g-import-not-at-top
-  from recur import train  # pylint: disable=g-import-not-at-top
-  return jax.jit(functools.partial(train.eval_step, cfg=cfg, num_steps=num_steps,
-                                   keep_steps=True))
+  from recur import act  # pylint: disable=g-import-not-at-top
+  if noisy:
+    return jax.jit(lambda p, b, noise, key: act.rollout(
+        cfg, p, b, num_steps, keep_steps=True, noise=noise, key=key))
+  return jax.jit(lambda p, b: act.rollout(cfg, p, b, num_steps, keep_steps=True))
 
 
 def rollout(cfg, params, batch: dict[str, np.ndarray], num_steps: int,
             noise: float = 0.0, key=None) -> dict[str, np.ndarray]:
-  """`train.eval_step` with every step kept; with `noise`, the rows start from
-  H_init/L_init plus N(0, noise^2) per row and position (passing per-row init
-  states [B, S, D] through the same function: `act.refill` broadcasts them)."""
+  """`recur.act.rollout` with every step kept, on the host; with `key`, the
+  rows start from H_init/L_init plus N(0, noise^2) per row and position."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  p = params
-  if key is not None:
-    b = batch["inputs"].shape[0]
-    shape = (b, cfg.full_seq_len, cfg.hidden_size)
-    k_h, k_l = jax.random.split(key)
-    p = dict(params)
-    p["H_init"] = params["H_init"] + noise * jax.random.normal(k_h, shape)
-    if cfg.model != "transformer":
-      p["L_init"] = params["L_init"] + noise * jax.random.normal(k_l, shape)
-    else:
-      p["L_init"] = jnp.zeros((b, 0, cfg.hidden_size))
-  out = _eval_fn(cfg, num_steps)(p, {k: jnp.asarray(batch[k]) for k in
-                                     ("inputs", "labels", "puzzle_identifiers")})
+  b = {k: jnp.asarray(batch[k]) for k in ("inputs", "labels", "puzzle_identifiers")}
+  if key is None:
+    out = _rollout_fn(cfg, num_steps, False)(params, b)
+  else:
+    out = _rollout_fn(cfg, num_steps, True)(params, b, jnp.float32(noise), key)
   return jax.device_get(out)
 
 
@@ -324,6 +306,7 @@ def solve_grid(cfg, params, path: str, kind: str, *, box=None, steps: int = 0,
                early_exit: bool = False, trajectories: int = 1, noise: float = 0.0,
                batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
   """Straight inference on a Sudoku/Maze CSV; returns the output JSON object."""
+  from recur import losses  # pylint: disable=g-import-not-at-top
   from recur.data.base import IGNORE_LABEL_ID  # pylint: disable=g-import-not-at-top
   side = math.isqrt(cfg.seq_len)
   if kind == "sudoku" and box is None:
@@ -347,13 +330,14 @@ def solve_grid(cfg, params, path: str, kind: str, *, box=None, steps: int = 0,
     ch = _run_knobs(cfg, params, batch, n, trajectories, noise, early_exit, seed, bi)
     real = slice(0, hi - lo)
     truth = None if labels is None else labels[lo:hi]
-    stats.add(ch, real, lambda p: (p[real] == truth).all(-1) if truth is not None else None)
+    stats.add(ch, real, lambda p: (None if truth is None else
+                                   losses.correctness(p[real], truth).exact))
     fp, fq = ch.final
     for r in range(hi - lo):
       item = {"source": sources[lo + r], "grid": _grid_out(kind, fp[r], side),
               "confidence": float(_sigmoid(fq[r])), "steps": int(ch.final_steps[r])}
       if truth is not None:
-        item["correct"] = bool((fp[r] == truth[r]).all())
+        item["correct"] = bool(losses.correctness(fp[r], truth[r]).exact)
       puzzles.append(item)
   res = {"kind": kind, "count": num, "puzzles": puzzles,
          "settings": {"steps": n, "early_exit": early_exit,
@@ -474,7 +458,7 @@ def fit_embeddings(cfg, params, tasks: ArcTaskSet, *, steps: int, lr: float,
                     jnp.float32)
   if not cfg.prefix_len:
     return cfg, {**params, "puzzle_emb": table}
-  dense = {k: params[k] for k in ("net", "H_init", "L_init")}
+  dense, _ = train.split_params(params)
   rng = np.random.default_rng([seed, 0x50])
   g_count = tasks.num_groups("train")
   spec = {"inputs": jax.ShapeDtypeStruct((batch_size, cfg.seq_len), jnp.int32),
@@ -521,12 +505,9 @@ def fit_embeddings(cfg, params, tasks: ArcTaskSet, *, steps: int, lr: float,
         log(f"  {'fit embeddings' if phase == 0 else 'finetune all'} step {i + 1}/{n}: "
             f"loss {m['loss']:.4f}, train exact {m['exact_accuracy']:.3f} "
             f"({time.time() - t0:.0f}s)")
-  out = dict(params)
   if state is not None:
-    out.update(state.params)
-    table = state.puzzle_emb
-  out["puzzle_emb"] = table
-  return cfg, out
+    return cfg, train.model_params(state, ema=False)
+  return cfg, train.join_params(dense, table)
 
 
 def _load_tasks(path: str):
@@ -726,7 +707,7 @@ def main(argv) -> None:
   cfg, params, meta = load_model(FLAGS.workdir, FLAGS.checkpoint, FLAGS.model_config)
   data = meta.get("data") or {}
   kind = FLAGS.kind if FLAGS.kind != "auto" else _detect_kind(FLAGS.input, data)
-  print(f"model: {cfg.model} from {meta['source']} ({kind})", flush=True)
+  print(f"model: {cfg.name} from {meta['source']} ({kind})", flush=True)
   t0 = time.time()
   if kind == "arc":
     sub, details = solve_arc(

@@ -9,7 +9,11 @@ Training: halted = steps >= halt_max_steps, or the Q head says halt
 q_continue), subject to exploration (with probability p a row must run at least
 U{2..halt_max_steps} steps); with act_continue (HRM) q_continue learns a target
 from one more no-grad segment.
-Evaluation: every row runs exactly halt_max_steps segments.
+Evaluation and test-time compute: `rollout`, the one loop that runs a fresh
+batch for a fixed number of segments (every row runs them all) and reports
+each segment's predictions, Q logits and correctness.
+
+`params` is the model-params layout of `recur.config` throughout.
 """
 from __future__ import annotations
 
@@ -18,11 +22,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from recur import core
+from recur import losses
+from recur.config import InnerCarry, ModelConfig
 
 __all__ = ["ActCarry", "empty_carry", "refill", "advance", "act_step",
-           "supervised_loss", "lookup_rows",
-           "eval_rollout"]
+           "supervised_loss", "lookup_rows", "rollout", "eval_rollout"]
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -30,20 +34,19 @@ Params = dict[str, Any]
 
 class ActCarry(NamedTuple):
   z_H: Array                    # [B, S, D]
-  z_L: Array                    # [B, S, D] ([B, 0, D] for the baseline)
+  z_L: Array                    # [B, S, D] ([B, 0, D] for the transformer)
   steps: Array                  # [B] int32
   halted: Array                 # [B] bool
   current_data: dict[str, Array]  # the rows being worked on
 
 
-def empty_carry(cfg: core.ModelConfig, batch: dict[str, Any]) -> ActCarry:
+def empty_carry(cfg: ModelConfig, batch: dict[str, Any]) -> ActCarry:
   """All rows halted, so the first step fills every row from its batch."""
   b = batch["inputs"].shape[0]
-  s, d = cfg.full_seq_len, cfg.hidden_size
-  s_l = 0 if getattr(cfg, "model", "") == "transformer" else s
+  inner = cfg.init_carry(b)
   return ActCarry(
-      z_H=jnp.zeros((b, s, d), cfg.dtype),
-      z_L=jnp.zeros((b, s_l, d), cfg.dtype),
+      z_H=inner.z_H,
+      z_L=inner.z_L,
       steps=jnp.zeros((b,), jnp.int32),
       halted=jnp.ones((b,), bool),
       current_data={k: jnp.zeros(v.shape, v.dtype) for k, v in batch.items()},
@@ -61,11 +64,11 @@ def refill(params: Params, carry: ActCarry, batch: dict[str, Array]) -> ActCarry
   return ActCarry(z_H, z_L, jnp.where(h, 0, carry.steps), jnp.zeros_like(h), data)
 
 
-def advance(cfg: core.ModelConfig, params: Params, carry: ActCarry,
+def advance(cfg: ModelConfig, params: Params, carry: ActCarry,
             key: Array | None = None, *, train: bool,
             puzzle_emb: Array | None = None) -> tuple[ActCarry, dict[str, Array]]:
   """Runs one segment on the (already refilled) carry and applies halting."""
-  inner = core.InnerCarry(carry.z_H, carry.z_L)
+  inner = InnerCarry(carry.z_H, carry.z_L)
   inner, out = cfg.segment(params, inner, carry.current_data, puzzle_emb)
   outputs = {"logits": out.logits, "q_halt_logits": out.q_logits[:, 0],
              "q_continue_logits": out.q_logits[:, 1]}
@@ -98,39 +101,90 @@ def advance(cfg: core.ModelConfig, params: Params, carry: ActCarry,
   return new, outputs
 
 
-def act_step(cfg: core.ModelConfig, params: Params, carry: ActCarry,
+def act_step(cfg: ModelConfig, params: Params, carry: ActCarry,
              batch: dict[str, Array], key: Array | None = None, *, train: bool
              ) -> tuple[ActCarry, dict[str, Array]]:
   """`refill` then `advance`, puzzle-embedding rows looked up from params."""
   return advance(cfg, params, refill(params, carry, batch), key, train=train)
 
 
-def eval_rollout(cfg: core.ModelConfig, params: Params, batch: dict[str, Array],
-                 num_steps: int | None = None) -> dict[str, Array]:
-  """Evaluation: fresh carry, `num_steps` (default halt_max_steps) segments.
+def rollout(cfg: ModelConfig, params: Params, batch: dict[str, Array],
+            num_steps: int | None = None, *, keep_steps: bool = False,
+            keep_logits: bool = False, noise: float | Array = 0.0,
+            key: Array | None = None) -> dict[str, Array]:
+  """A fresh batch run for `num_steps` (default halt_max_steps) segments.
 
-  Returns per-step logits [T, B, seq, V] and q_halt/q_continue [T, B]."""
+  Every row runs every segment (no halting: callers pick a step, e.g. the first
+  with q_halt > 0, from the per-step outputs). Returns the final `preds`
+  [B, seq] and `q_halt_logits` [B], and per segment `q_halt_per_step` and
+  `q_continue_per_step` [T, B]; with labels in the batch the exact correctness
+  `exact_per_step` [T, B] and token accuracy `acc_per_step` [T, B]
+  (`recur.losses.correctness`); with keep_steps each segment's predictions
+  `preds_per_step` [T, B, seq]; with keep_logits its logits `logits_per_step`
+  [T, B, seq, V] (large: parity checks).
+
+  With `key`, the rows start from H_init/L_init plus N(0, noise^2) per row and
+  position (noisy latent trajectories for test-time compute); the transformer's
+  empty z_L stays empty.
+  """
   n = cfg.halt_max_steps if num_steps is None else num_steps
   carry = refill(params, empty_carry(cfg, batch), batch)
+  if key is not None:
+    carry = _perturbed(params, carry, noise, key)
+  labels = batch.get("labels")
 
-  def body(c, _):
-    inner, out = cfg.segment(params, core.InnerCarry(c.z_H, c.z_L), c.current_data)
+  def body(state, _):
+    c, _ = state
+    inner, out = cfg.segment(params, InnerCarry(c.z_H, c.z_L), c.current_data)
+    preds = jnp.argmax(out.logits, -1).astype(jnp.int32)
+    ys = {"q_halt_per_step": out.q_logits[:, 0],
+          "q_continue_per_step": out.q_logits[:, 1]}
+    if labels is not None:
+      right = losses.correctness(preds, labels)
+      ys["exact_per_step"], ys["acc_per_step"] = right.exact, right.accuracy
+    if keep_steps:
+      ys["preds_per_step"] = preds
+    if keep_logits:
+      ys["logits_per_step"] = out.logits
     c = c._replace(z_H=inner.z_H, z_L=inner.z_L, steps=c.steps + 1)
-    return c, {"logits": out.logits, "q_halt_logits": out.q_logits[:, 0],
-               "q_continue_logits": out.q_logits[:, 1]}
+    return (c, preds), ys
 
-  _, per_step = jax.lax.scan(body, carry, None, length=n)
-  return per_step
+  init = (carry, jnp.zeros(batch["inputs"].shape, jnp.int32))
+  (_, preds), per_step = jax.lax.scan(body, init, None, length=n)
+  return {"preds": preds, "q_halt_logits": per_step["q_halt_per_step"][-1], **per_step}
 
 
-def supervised_loss(cfg: core.ModelConfig, net: Params, puzzle_rows: Array | None,
+def _perturbed(params: Params, carry: ActCarry, noise, key: Array) -> ActCarry:
+  """The refilled carry with its init states moved by per-position noise
+  (added in float32 to H_init/L_init, then cast to the compute dtype)."""
+  k_h, k_l = jax.random.split(key)
+  dtype = carry.z_H.dtype
+
+  def move(init, z, k):
+    if z.size == 0:
+      return z
+    return (init + noise * jax.random.normal(k, z.shape)).astype(dtype)
+  return carry._replace(z_H=move(params["H_init"], carry.z_H, k_h),
+                        z_L=move(params["L_init"], carry.z_L, k_l))
+
+
+def eval_rollout(cfg: ModelConfig, params: Params, batch: dict[str, Array],
+                 num_steps: int | None = None) -> dict[str, Array]:
+  """`rollout` with every segment's outputs, under their segment names:
+  logits [T, B, seq, V] and q_halt_logits/q_continue_logits [T, B]."""
+  out = rollout(cfg, params, batch, num_steps, keep_logits=True)
+  return {"logits": out["logits_per_step"], "q_halt_logits": out["q_halt_per_step"],
+          "q_continue_logits": out["q_continue_per_step"]}
+
+
+def supervised_loss(cfg: ModelConfig, net: Params, puzzle_rows: Array | None,
                     params: Params, carry: ActCarry, key: Array | None, *,
                     loss_type: str, global_batch_size: int, train: bool = True):
   """Loss of one segment on a refilled carry, differentiable w.r.t. the dense
-  weights `net` and the looked-up puzzle-embedding rows.
+  weights `net` and the looked-up puzzle-embedding rows `puzzle_rows`, which
+  stand in for `params["net"]` and the table rows (`lookup_rows`).
 
   Returns (total / global_batch_size, (new_carry, outputs, metrics))."""
-  from recur import losses  # pylint: disable=g-import-not-at-top
   new, outputs = advance(cfg, {**params, "net": net}, carry, key, train=train,
                          puzzle_emb=puzzle_rows)
   total, metrics = losses.act_loss(outputs, new.current_data["labels"],
@@ -138,7 +192,7 @@ def supervised_loss(cfg: core.ModelConfig, net: Params, puzzle_rows: Array | Non
   return total / global_batch_size, (new, outputs, metrics)
 
 
-def lookup_rows(cfg: core.ModelConfig, params: Params, carry: ActCarry):
+def lookup_rows(cfg: ModelConfig, params: Params, carry: ActCarry):
   """Puzzle-embedding rows of the carry's current puzzles ([B, P] or None)."""
   if not cfg.prefix_len:
     return None

@@ -11,7 +11,8 @@ from typing import Any
 
 import jax
 
-from recur import core, layers
+from recur import embed, layers, recursion
+from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
 
 __all__ = ["HRMConfig", "init", "segment"]
 
@@ -19,9 +20,9 @@ Params = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class HRMConfig(core.ModelConfig):
+class HRMConfig(ModelConfig):
   """HRM on ARC by default (27M parameters)."""
-  model: str = "hrm"
+  name: str = dataclasses.field(default="hrm", init=False)
   H_cycles: int = 2
   L_cycles: int = 2
   H_layers: int = 4
@@ -36,19 +37,29 @@ class HRMConfig(core.ModelConfig):
   def segment(self, params, inner, batch, puzzle_emb=None):
     return segment(params, inner, batch, self, puzzle_emb)
 
+  def init_carry(self, batch_size: int) -> InnerCarry:
+    return self.latents(batch_size)
 
-def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
+  def depth_per_segment(self) -> int:
+    return self.H_cycles * (self.L_cycles * self.L_layers + self.H_layers)
+
+  def layer_calls(self) -> LayerCalls:
+    grad = recursion.grad_L_updates(self) * self.L_layers + self.H_layers
+    return LayerCalls(forward=self.depth_per_segment(), grad=grad)
+
+
+def init(key: jax.Array, cfg: HRMConfig) -> Params:
   k_io, k_h, k_l = jax.random.split(key, 3)
-  net, buffers = core.init_io(k_io, cfg)
+  net, buffers = embed.init_io(k_io, cfg)
   net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
   net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 
-def segment(params: Params, inner: core.InnerCarry, batch: dict,
-            cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
-            ) -> tuple[core.InnerCarry, core.SegmentOutput]:
-  net, x, level = core.segment_inputs(params, batch, cfg, puzzle_emb)
-  out = core.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
-  heads = core.output_heads(cfg, net, out.z_H)
-  return core.InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads
+def segment(params: Params, inner: InnerCarry, batch: dict,
+            cfg: HRMConfig, puzzle_emb: jax.Array | None = None
+            ) -> tuple[InnerCarry, SegmentOutput]:
+  net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
+  out = recursion.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
+  heads = embed.output_heads(cfg, net, out.z_H)
+  return InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads

@@ -5,10 +5,13 @@ valid tokens); q_halt_loss = sum BCE(q_halt, row exactly correct); HRM adds
 q_continue_loss = sum BCE(q_continue, target). total = lm + 0.5 (q_halt + q_cont);
 the trainer divides by the global batch size. Metrics are sums over rows that
 halted this step and have at least one valid label.
+
+`correctness` is the one definition of token and row (exact) correctness that
+the loss, evaluation (`recur.act.rollout`) and inference use.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +20,31 @@ import optax
 from recur.data.base import IGNORE_LABEL_ID
 
 __all__ = ["stablemax_cross_entropy", "softmax_cross_entropy", "act_loss",
-           "LOSSES"]
+           "LOSSES", "Correctness", "correctness", "IGNORE_LABEL_ID"]
 
 Array = jax.Array
+
+
+class Correctness(NamedTuple):
+  """Per-token and per-row correctness of predictions against labels."""
+  valid: Any      # [..., S] bool: the label is not IGNORE_LABEL_ID
+  correct: Any    # [..., S] bool: valid and predicted right
+  counts: Any     # [...] int: valid tokens of the row
+  exact: Any      # [...] bool: every valid token right (also for rows with none)
+  accuracy: Any   # [...] float32: fraction of the valid tokens right (0 if none)
+
+
+def correctness(preds, labels) -> Correctness:
+  """Token and exact (row) correctness; positions labelled IGNORE_LABEL_ID do
+  not count. Works on jax and numpy arrays alike (returns the same kind)."""
+  valid = labels != IGNORE_LABEL_ID
+  correct = valid & (preds == labels)
+  counts = valid.sum(-1)
+  divisor = counts.clip(min=1)[..., None]
+  # Summing per-token fractions (not correct / count) is the reference's
+  # rounding, which the parity fixtures check.
+  accuracy = (correct.astype("float32") / divisor).sum(-1)
+  return Correctness(valid, correct, counts, correct.sum(-1) == counts, accuracy)
 
 
 def _wide(x: Array) -> Array:
@@ -64,18 +89,14 @@ def act_loss(outputs: dict[str, Array], labels: Array, halted: Array,
     raise ValueError(f"loss_type must be one of {sorted(LOSSES)}, got {loss_type!r}")
   logits = outputs["logits"]
   q_halt = outputs["q_halt_logits"]
-  mask = labels != IGNORE_LABEL_ID
-  counts = mask.sum(-1)
+  right = correctness(jnp.argmax(logits, axis=-1), labels)
+  mask, counts, seq_correct = right.valid, right.counts, right.exact
   divisor = jnp.maximum(counts, 1)[:, None]
-
-  preds = jnp.argmax(logits, axis=-1)
-  is_correct = mask & (preds == labels)
-  seq_correct = is_correct.sum(-1) == counts
   valid = halted & (counts > 0)
 
   metrics = {
       "count": valid.sum(),
-      "accuracy": jnp.where(valid, (is_correct.astype(jnp.float32) / divisor).sum(-1), 0.0).sum(),
+      "accuracy": jnp.where(valid, right.accuracy, 0.0).sum(),
       "exact_accuracy": (valid & seq_correct).sum(),
       "q_halt_accuracy": (valid & ((q_halt >= 0) == seq_correct)).sum(),
       "steps": jnp.where(valid, steps, 0).sum(),

@@ -217,11 +217,11 @@ def run_parity(npz_path: str, json_path: str | None = None) -> ParityReport:
 
   if "eval/num_steps" in fx:
     n = int(fx["eval/num_steps"])
-    per_step = jax.jit(lambda pr, b: act.eval_rollout(cfg, pr, b, n))(
+    per_step = jax.jit(lambda pr, b: act.rollout(cfg, pr, b, n, keep_logits=True))(
         params, batch_at("eval"))
     for k in range(n):
-      e_logits = rel_err(per_step["logits"][k], fx[f"eval/step{k}/logits"])
-      e_q = rel_err(per_step["q_halt_logits"][k], fx[f"eval/step{k}/q_halt_logits"])
+      e_logits = rel_err(per_step["logits_per_step"][k], fx[f"eval/step{k}/logits"])
+      e_q = rel_err(per_step["q_halt_per_step"][k], fx[f"eval/step{k}/q_halt_logits"])
       if k == 0:  # from H_init/L_init: no accumulated rounding, strict
         report.err("eval/logits@step0", e_logits, TOL)
         report.err("eval/q_halt_logits@step0", e_q, TOL)
@@ -229,7 +229,7 @@ def run_parity(npz_path: str, json_path: str | None = None) -> ParityReport:
       report.drift("eval/q_halt_logits", e_q)
     report.exact("eval/num_steps", n, cfg.halt_max_steps)
     if "eval/preds" in fx:
-      report.exact("eval/preds", jnp.argmax(per_step["logits"][-1], -1), fx["eval/preds"])
+      report.exact("eval/preds", per_step["preds"], fx["eval/preds"])
   return report
 
 

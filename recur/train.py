@@ -7,6 +7,16 @@ persistent ACT carry lives in the state, so a checkpoint of the state is an exac
 resume point. Jit it once with shardings and donation, as experiments/loop.py
 does: `jax.jit(partial(train_step, cfg=cfg, oc=oc), in_shardings=...,
 out_shardings=..., donate_argnums=0)`.
+
+Params: the model params (`recur.config`: {"net", "H_init", "L_init",
+"puzzle_emb"}) are the one layout outside this module. The train state keeps
+them split in two, because the table has its own optimizer (sparse sign-SGD)
+and its own sharding: `TrainState.params` = everything but the table,
+`TrainState.puzzle_emb` = the table. `split_params` / `join_params` are the
+only places that split and join; `model_params(state)` gives the model params
+of a state (with the EMA weights for evaluation, `eval_params`). This layout is
+what experiments/loop.py saves with Orbax; it is unchanged, so earlier
+checkpoints restore.
 """
 from __future__ import annotations
 
@@ -17,10 +27,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from recur import act, core, optim
+from recur import act, optim
+from recur.config import ModelConfig
 
 __all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
-           "train_step", "eval_step", "eval_params", "reduce_metrics"]
+           "train_step", "eval_step", "eval_params", "model_params",
+           "split_params", "join_params", "reduce_metrics"]
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -58,23 +70,33 @@ class TrainState(NamedTuple):
   key: Array                  # root PRNG key (raw uint32[2]); step keys fold in step
 
 
+def split_params(params: Params) -> tuple[Params, Array]:
+  """Model params -> (dense part for `TrainState.params`, puzzle-emb table)."""
+  dense = {k: v for k, v in params.items() if k != "puzzle_emb"}
+  return dense, params["puzzle_emb"]
+
+
+def join_params(dense: Params, table: Array) -> Params:
+  """The inverse of `split_params`."""
+  return {**dense, "puzzle_emb": table}
+
+
 def make_optimizer(oc: OptimConfig) -> optax.GradientTransformation:
   return optim.adam_atan2(oc.schedule(oc.lr), b1=oc.beta1, b2=oc.beta2,
                           weight_decay=oc.weight_decay)
 
 
-def init_state(key: Array, cfg: core.ModelConfig, oc: OptimConfig,
+def init_state(key: Array, cfg: ModelConfig, oc: OptimConfig,
                example_batch: dict[str, Any]) -> TrainState:
   """Fresh state; `example_batch` only gives the global batch's shapes/dtypes."""
   k_init, k_run = jax.random.split(key)
-  full = cfg.init(k_init)
-  params = {"net": full["net"], "H_init": full["H_init"], "L_init": full["L_init"]}
+  params, table = split_params(cfg.init(k_init))
   tx = make_optimizer(oc)
   spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in example_batch.items()}
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
-      puzzle_emb=full["puzzle_emb"],
+      puzzle_emb=table,
       opt_state=tx.init(params["net"]),
       ema=optim.ema_init(params["net"]) if oc.ema else None,
       carry=act.empty_carry(cfg, spec),
@@ -83,13 +105,13 @@ def init_state(key: Array, cfg: core.ModelConfig, oc: OptimConfig,
 
 
 def train_step(state: TrainState, batch: dict[str, Array], *,
-               cfg: core.ModelConfig, oc: OptimConfig
+               cfg: ModelConfig, oc: OptimConfig
                ) -> tuple[TrainState, dict[str, Array]]:
   """One supervision segment + optimizer update. Pure; jit with donation."""
-  params = state.params
+  params = model_params(state, ema=False)
   carry = act.refill(params, state.carry, batch)
   ids = carry.current_data["puzzle_identifiers"]
-  rows = jnp.take(state.puzzle_emb, ids, axis=0) if cfg.prefix_len else None
+  rows = act.lookup_rows(cfg, params, carry)
   step_key = jax.random.fold_in(state.key, state.step)
 
   def loss_fn(net, rows):
@@ -118,7 +140,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *,
   sums["loss"] = loss * oc.global_batch_size
   sums["lr"] = oc.schedule(oc.lr)(state.step + 1)
   sums["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(g_net)))
-  new_state = TrainState(step=state.step + 1, params={**params, "net": net},
+  new_state = TrainState(step=state.step + 1, params={**state.params, "net": net},
                          puzzle_emb=table, opt_state=opt_state, ema=ema,
                          carry=carry, key=state.key)
   return new_state, sums
@@ -140,13 +162,18 @@ def reduce_metrics(sums: dict[str, Any], global_batch_size: int) -> dict[str, fl
   return out
 
 
+def model_params(state: TrainState, ema: bool = True) -> Params:
+  """The model params of a state; `ema`: the EMA of the dense net if kept."""
+  net = state.ema if ema and state.ema is not None else state.params["net"]
+  return join_params({**state.params, "net": net}, state.puzzle_emb)
+
+
 def eval_params(state: TrainState) -> Params:
   """Weights used for evaluation and export: EMA of the dense net if enabled."""
-  net = state.ema if state.ema is not None else state.params["net"]
-  return {**state.params, "net": net, "puzzle_emb": state.puzzle_emb}
+  return model_params(state, ema=True)
 
 
-def eval_step(params: Params, batch: dict[str, Array], *, cfg: core.ModelConfig,
+def eval_step(params: Params, batch: dict[str, Array], *, cfg: ModelConfig,
               num_steps: int | None = None, keep_steps: bool = False
               ) -> dict[str, Array]:
   """Evaluation: every row runs `num_steps` (default halt_max_steps) segments.
@@ -155,30 +182,8 @@ def eval_step(params: Params, batch: dict[str, Array], *, cfg: core.ModelConfig,
   correctness `exact_per_step` [T, B], token accuracy `acc_per_step` [T, B] and
   `q_halt_per_step` [T, B] (for accuracy vs test-time steps and early exit), and
   with keep_steps the predictions of every segment `preds_per_step` [T, B, seq].
+  (`recur.act.rollout` with labels; see it for noisy trajectories.)
   """
-  n = cfg.halt_max_steps if num_steps is None else num_steps
-  labels = batch["labels"]
-  mask = labels != -100
-  counts = jnp.maximum(mask.sum(-1), 1)
-  carry = act.refill(params, act.empty_carry(cfg, batch), batch)
-
-  def body(state, _):
-    c, _ = state
-    inner, out = cfg.segment(params, core.InnerCarry(c.z_H, c.z_L), c.current_data)
-    preds = jnp.argmax(out.logits, -1).astype(jnp.int32)
-    correct = mask & (preds == labels)
-    ys = {"exact": correct.sum(-1) == mask.sum(-1),
-          "acc": correct.sum(-1) / counts,
-          "q_halt": out.q_logits[:, 0]}
-    if keep_steps:
-      ys["preds"] = preds
-    return (c._replace(z_H=inner.z_H, z_L=inner.z_L), preds), ys
-
-  init = (carry, jnp.zeros(labels.shape, jnp.int32))
-  (_, preds), ys = jax.lax.scan(body, init, None, length=n)
-  out = {"preds": preds, "q_halt_logits": ys["q_halt"][-1],
-         "exact_per_step": ys["exact"], "acc_per_step": ys["acc"],
-         "q_halt_per_step": ys["q_halt"]}
-  if keep_steps:
-    out["preds_per_step"] = ys["preds"]
+  out = act.rollout(cfg, params, batch, num_steps, keep_steps=keep_steps)
+  out.pop("q_continue_per_step")
   return out

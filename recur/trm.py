@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 
-from recur import core, layers
+from recur import embed, layers, recursion
+from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
 
 __all__ = ["TRMConfig", "init", "segment"]
 
@@ -21,9 +22,9 @@ Params = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class TRMConfig(core.ModelConfig):
+class TRMConfig(ModelConfig):
   """TRM-Att on ARC by default (7M parameters)."""
-  model: str = "trm"
+  name: str = dataclasses.field(default="trm", init=False)
   puzzle_emb_len: int = 16
   H_cycles: int = 3
   L_cycles: int = 4
@@ -36,25 +37,40 @@ class TRMConfig(core.ModelConfig):
   def segment(self, params, inner, batch, puzzle_emb=None):
     return segment(params, inner, batch, self, puzzle_emb)
 
+  def init_carry(self, batch_size: int) -> InnerCarry:
+    # With single_latent, z_L is carried untouched; it keeps its shape so the
+    # carry (and checkpoints) look the same with and without the ablation.
+    return self.latents(batch_size)
 
-def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
+  def depth_per_segment(self) -> int:
+    return self.H_cycles * (self.L_cycles + 1) * self.L_layers
+
+  def layer_calls(self) -> LayerCalls:
+    if self.single_latent:
+      grad = (self.L_cycles + 1) * self.L_layers
+    else:  # the differentiated L-updates and the last H-update, one shared net
+      grad = (recursion.grad_L_updates(self) + 1) * self.L_layers
+    return LayerCalls(forward=self.depth_per_segment(), grad=grad)
+
+
+def init(key: jax.Array, cfg: TRMConfig) -> Params:
   k_io, k_l = jax.random.split(key)
-  net, buffers = core.init_io(k_io, cfg)
+  net, buffers = embed.init_io(k_io, cfg)
   net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 
-def segment(params: Params, inner: core.InnerCarry, batch: dict,
-            cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
-            ) -> tuple[core.InnerCarry, core.SegmentOutput]:
-  """One supervision segment (see core.segment_inputs for `puzzle_emb`)."""
-  net, x, level = core.segment_inputs(params, batch, cfg, puzzle_emb)
-  if getattr(cfg, "single_latent", False):
+def segment(params: Params, inner: InnerCarry, batch: dict,
+            cfg: TRMConfig, puzzle_emb: jax.Array | None = None
+            ) -> tuple[InnerCarry, SegmentOutput]:
+  """One supervision segment (see embed.segment_inputs for `puzzle_emb`)."""
+  net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
+  if cfg.single_latent:
     out = _single_latent(level, net["L_level"], inner, x, cfg)
   else:
-    out = core.recurse(level, net["L_level"], net["L_level"], inner, x, cfg)
-  heads = core.output_heads(cfg, net, out.z_H)
-  return core.InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads
+    out = recursion.recurse(level, net["L_level"], net["L_level"], inner, x, cfg)
+  heads = embed.output_heads(cfg, net, out.z_H)
+  return InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads
 
 
 def _single_latent(level, p, inner, x, cfg):
@@ -63,7 +79,7 @@ def _single_latent(level, p, inner, x, cfg):
   through the last n+1 of them, as in full TRM."""
   sg = jax.lax.stop_gradient
   k = cfg.L_cycles + 1
-  z = core._repeat(lambda z: level(sg(p), z, sg(x)), sg(inner.z_H),  # pylint: disable=protected-access
-                   (cfg.H_cycles - 1) * k, cfg.unroll)
-  z = core._repeat(lambda z: level(p, z, x), sg(z), k, cfg.unroll)  # pylint: disable=protected-access
-  return core.InnerCarry(z, inner.z_L)
+  z = recursion.repeat(lambda z: level(sg(p), z, sg(x)), sg(inner.z_H),
+                       (cfg.H_cycles - 1) * k, cfg.unroll)
+  z = recursion.repeat(lambda z: level(p, z, x), sg(z), k, cfg.unroll)
+  return InnerCarry(z, inner.z_L)

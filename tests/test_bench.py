@@ -25,6 +25,8 @@ def one_layer(model="trm", **kw):
               L_layers=1)
   if model == "hrm":
     base["H_layers"] = 1
+  if model == "transformer":
+    base["L_layers"] = 0
   base.update(kw)
   return models.make_config(model, **base)
 
@@ -55,6 +57,15 @@ def test_flops_one_layer_hrm_by_hand():
   assert fb["nograd"] == 4 * ATT_BLOCK
   assert fb["q_target"] == 6 * ATT_BLOCK + 32
   assert fb["total"] == 16 * ATT_BLOCK + HEADS + 32 == 829824
+
+
+def test_flops_transformer_by_hand():
+  # Given the transformer baseline with 3 blocks: one pass of all 3 per segment,
+  # all differentiated (x3), and no Q-target segment.
+  cfg = one_layer("transformer", H_layers=3)
+  fb = bench.flops_breakdown(cfg)
+  assert fb["grad"] == 3 * 3 * ATT_BLOCK and fb["nograd"] == fb["q_target"] == 0
+  assert fb["total"] == 9 * ATT_BLOCK + HEADS
 
 
 def test_flops_one_layer_mlp_t_by_hand():

@@ -53,7 +53,7 @@ def test_export_npz_names_and_round_trip(sudoku_workdir, tmp_path):
   assert {"model.inner.H_init", "model.inner.lm_head.weight",
           "model.inner.q_head.bias", "model.inner.puzzle_emb.weights"} <= names
   side = json.loads((tmp_path / "exp" / "model.json").read_text())
-  assert side["model"]["model"] == "trm" and side["data"]["name"] == "sudoku"
+  assert side["model"]["name"] == "trm" and side["data"]["name"] == "sudoku"
   # When solving with the exported file and with the workdir.
   path = _csv(tmp_path / "p.csv")
   cfg_a, params_a, _ = solve.load_model(workdir=sudoku_workdir)

@@ -16,6 +16,7 @@ from experiments import loop, solve
 from recur import models
 from recur.data import arc, maze as maze_lib, sudoku as sudoku_lib
 from recur.eval_arc import validate_submission
+from recur.losses import IGNORE_LABEL_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A training task with grids <= 5x5 that the ARC smoke run (6 tasks per subset)
@@ -122,10 +123,10 @@ def test_arc_task_set_without_test_outputs(tmp_path):
   # Then the demonstrations are training examples with labels, translated
   # except one, and the test inputs carry no label.
   train = ts.examples("train", 0, 1, rng)
-  assert len(train) == len(task.train) and all((e.labels != -100).any() for e in train)
+  assert len(train) == len(task.train) and all((e.labels != IGNORE_LABEL_ID).any() for e in train)
   assert ts.info.num_puzzle_identifiers == 1 + ts.num_versions("train", 0)
   test = ts.examples("test", 0, 1, rng)
-  assert all((e.labels == -100).all() for e in test)
+  assert all((e.labels == IGNORE_LABEL_ID).all() for e in test)
   assert test[0].puzzle_identifier == train[0].puzzle_identifier == 2
 
 
@@ -151,6 +152,28 @@ def test_sudoku_csv_with_knobs(sudoku_workdir, tmp_path):
       t["clean_exact_accuracy"], t["best_q_exact_accuracy"])
   table = solve.knob_table("sudoku", m)
   assert "after step 3" in table and "best q_halt" in table
+
+
+def test_checkpoint_written_before_the_name_rename_still_loads(sudoku_workdir, tmp_path):
+  # Given a run whose checkpoint metadata spells the model kind `model` (as
+  # every checkpoint written before the kind was spelled `name`).
+  import shutil  # pylint: disable=g-import-not-at-top
+  old = tmp_path / "old_run"
+  shutil.copytree(sudoku_workdir, old)
+  metas = [os.path.join(d, f) for d, _, fs in os.walk(old / "checkpoints") for f in fs
+           if os.path.basename(d) == "meta" and f == "metadata"]
+  assert metas
+  for m in metas:
+    with open(m) as f:
+      d = json.load(f)
+    d["model"]["model"] = d["model"].pop("name")
+    with open(m, "w") as f:
+      json.dump(d, f)
+  # When it is loaded for inference, then it gives the same model and weights.
+  cfg_new, params_new, _ = solve.load_model(sudoku_workdir)
+  cfg_old, params_old, _ = solve.load_model(str(old))
+  assert cfg_old == cfg_new and cfg_old.name == "trm"
+  jax.tree.map(np.testing.assert_array_equal, params_old, params_new)
 
 
 def test_sudoku_cli_without_answers(sudoku_workdir, tmp_path):
@@ -196,18 +219,22 @@ def test_maze_csv_random_model(tmp_path):
 
 
 def test_model_config_formats():
-  # Ours, a workdir's model.json shape, and the reference's config.
-  ours = solve.model_config_from_json({"model": "trm", "hidden_size": 32, "num_heads": 2,
-                                       "puzzle_emb_ndim": 32, "seq_len": 36})
-  assert ours.hidden_size == 32 and ours.seq_len == 36
-  side = solve.model_config_from_json({"model": {"model": "hrm", "hidden_size": 32,
-                                                 "num_heads": 2, "puzzle_emb_ndim": 32}})
-  assert side.model == "hrm"
+  # Ours, a workdir's model.json shape, and the reference's config; ours both
+  # as written now (`name`) and as written before the rename (`model`).
+  for key in ("name", "model"):
+    ours = solve.model_config_from_json({key: "trm", "hidden_size": 32, "num_heads": 2,
+                                         "puzzle_emb_ndim": 32, "seq_len": 36})
+    assert ours.name == "trm" and ours.hidden_size == 32 and ours.seq_len == 36
+    side = solve.model_config_from_json({"model": {key: "hrm", "hidden_size": 32,
+                                                   "num_heads": 2, "puzzle_emb_ndim": 32}})
+    assert side.name == "hrm"
+  with pytest.raises(ValueError, match="no model name"):
+    solve.model_config_from_json({"model": {"hidden_size": 32}})
   ref = solve.model_config_from_json(
       {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
        "hidden_size": 32, "num_heads": 2, "puzzle_emb_ndim": 32, "seq_len": 81,
        "vocab_size": 11, "num_puzzle_identifiers": 1, "H_cycles": 3, "L_cycles": 6,
        "L_layers": 2, "halt_max_steps": 16})
-  assert ref.model == "trm" and ref.puzzle_emb_len == 16 and ref.L_cycles == 6
+  assert ref.name == "trm" and ref.puzzle_emb_len == 16 and ref.L_cycles == 6
   with pytest.raises(ValueError, match="seq_len"):
     solve.model_config_from_json({"name": "hrm_v1", "hidden_size": 32})

@@ -44,20 +44,23 @@ PAPER_TABLE1 = {"trm": 87.4, "no_ema": 79.9, "one_step_grad": 56.5, "single_z": 
                 "hrm": 55.0, "direct": 0.0}
 
 
+# Per model: the experiment's defaults (a table keyed by the registry's names).
+_MODEL_DEFAULTS = {
+    "transformer": dict(H_layers=4, halt_max_steps=1),
+    "trm": dict(L_layers=2, H_cycles=2, L_cycles=2, halt_max_steps=4, grad_mode="full",
+                act_continue=False),
+    "hrm": dict(H_layers=1, L_layers=1, H_cycles=2, L_cycles=2, halt_max_steps=4,
+                grad_mode="one_step", act_continue=True),
+}
+
+
 def _model(name: str, **kw) -> dict:
   """A model block; puzzle_emb_ndim is set to the arm's width by the driver
   (one learned prefix position: the tasks have a single puzzle identifier)."""
   m = dict(name=name, hidden_size=64, num_heads=4, expansion=4.0,
            pos_encodings="rope", puzzle_emb_len=1, halt_exploration_prob=0.1,
            compute_dtype="float32", unroll=True)
-  if name == "transformer":
-    m.update(H_layers=4, halt_max_steps=1)
-  elif name == "trm":
-    m.update(L_layers=2, H_cycles=2, L_cycles=2, halt_max_steps=4, grad_mode="full",
-             act_continue=False)
-  elif name == "hrm":
-    m.update(H_layers=1, L_layers=1, H_cycles=2, L_cycles=2, halt_max_steps=4,
-             grad_mode="one_step", act_continue=True)
+  m.update(_MODEL_DEFAULTS[name])
   m.update(kw)
   return m
 

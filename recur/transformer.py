@@ -2,7 +2,8 @@
 
 One pass of `H_layers` post-norm blocks per segment: z_H = layers(z_H + x), the
 same embeddings, heads and ACT wrapper as TRM/HRM. With halt_max_steps=1 it is a
-plain depth-`H_layers` transformer predicting the answer in one shot.
+plain depth-`H_layers` transformer predicting the answer in one shot. It has no
+z_L: its carry's z_L is [B, 0, D] and its L_init is zero.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from recur import core, layers
+from recur import embed, layers
+from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
 
 __all__ = ["TransformerConfig", "init", "segment"]
 
@@ -20,9 +22,9 @@ Params = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class TransformerConfig(core.ModelConfig):
+class TransformerConfig(ModelConfig):
   """8 layers, the size of HRM (27M parameters)."""
-  model: str = "transformer"
+  name: str = dataclasses.field(default="transformer", init=False)
   H_cycles: int = 1
   L_cycles: int = 1
   H_layers: int = 8
@@ -35,19 +37,28 @@ class TransformerConfig(core.ModelConfig):
   def segment(self, params, inner, batch, puzzle_emb=None):
     return segment(params, inner, batch, self, puzzle_emb)
 
+  def init_carry(self, batch_size: int) -> InnerCarry:
+    return self.latents(batch_size, z_L_len=0)
 
-def init(key: jax.Array, cfg: core.ModelConfig) -> Params:
+  def depth_per_segment(self) -> int:
+    return self.H_layers
+
+  def layer_calls(self) -> LayerCalls:
+    return LayerCalls(forward=self.H_layers, grad=self.H_layers)
+
+
+def init(key: jax.Array, cfg: TransformerConfig) -> Params:
   k_io, k_h = jax.random.split(key)
-  net, buffers = core.init_io(k_io, cfg)
+  net, buffers = embed.init_io(k_io, cfg)
   net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
   buffers["L_init"] = jnp.zeros_like(buffers["L_init"])  # no z_L in this model
   return {"net": net, **buffers}
 
 
-def segment(params: Params, inner: core.InnerCarry, batch: dict,
-            cfg: core.ModelConfig, puzzle_emb: jax.Array | None = None
-            ) -> tuple[core.InnerCarry, core.SegmentOutput]:
-  net, x, level = core.segment_inputs(params, batch, cfg, puzzle_emb)
+def segment(params: Params, inner: InnerCarry, batch: dict,
+            cfg: TransformerConfig, puzzle_emb: jax.Array | None = None
+            ) -> tuple[InnerCarry, SegmentOutput]:
+  net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   z_H = level(net["H_level"], inner.z_H, x)
-  heads = core.output_heads(cfg, net, z_H)
-  return core.InnerCarry(jax.lax.stop_gradient(z_H), inner.z_L), heads
+  heads = embed.output_heads(cfg, net, z_H)
+  return InnerCarry(jax.lax.stop_gradient(z_H), inner.z_L), heads
