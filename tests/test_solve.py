@@ -14,8 +14,10 @@ import pytest
 
 from experiments import loop, solve
 from recur import models
-from recur.data import arc, maze as maze_lib, sudoku as sudoku_lib
-from recur.eval_arc import validate_submission
+from recur.puzzles.arc import source as arc
+from recur.puzzles.maze import source as maze_lib
+from recur.puzzles.sudoku import source as sudoku_lib
+from recur.puzzles.arc.evaluate import validate_submission
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A training task with grids <= 5x5 that the ARC smoke run (6 tasks per subset)

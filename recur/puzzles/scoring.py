@@ -1,36 +1,28 @@
-"""Accuracy and validity of Sudoku and Maze predictions.
+"""Scoring shared by the families: token / exact accuracy and `TokenEvaluator`.
 
 Accuracy follows the reference: a position is scored where the label is not
 IGNORE_LABEL_ID (nor PAD, the reference's ignore id); token accuracy is the
 mean over scored positions of all examples, exact accuracy the fraction of
 examples with every scored position right.
 
-Validity is reported beside accuracy, because a puzzle can have several right
-answers the label does not list:
-
-* Sudoku: the prediction is a filled grid (every cell a digit token) whose rows,
-  columns and boxes each hold every digit once, and it keeps the givens of the
-  input.
-* Maze: the predicted PATH ('o') cells, which must be free cells of the input,
-  together with the input's S and G form one simple 4-neighbour path from S to
-  G (S and G with one path neighbour, every 'o' cell with two, all connected).
-  `shortest` additionally requires the path to have the BFS length of the maze.
-  Only the 'o' cells of the prediction matter here; exact accuracy covers the rest.
+`TokenEvaluator` is the `Evaluator` of every family whose answer is the token
+sequence itself (the algorithmic tasks, sources declaring no family); Sudoku
+and Maze extend it with per-row validity checks (`checks`), reported as rates
+beside accuracy, because a puzzle can have several right answers the label
+does not list.
 
 All functions take host arrays [B, seq_len] (jax arrays are converted).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
 from recur.data.base import IGNORE_LABEL_ID, PAD_ID
-from recur.data import maze as maze_lib
+from recur.puzzles.family import Evaluator, PuzzleFamily
 
-__all__ = ["token_exact_accuracy", "sudoku_validity", "maze_validity",
-           "GridEvaluator"]
+__all__ = ["token_exact_accuracy", "sigmoid", "TokenEvaluator", "TOKENS_FAMILY"]
 
 
 def token_exact_accuracy(labels: np.ndarray, preds: np.ndarray
@@ -47,99 +39,37 @@ def token_exact_accuracy(labels: np.ndarray, preds: np.ndarray
   return num_correct, num_scored, num_correct == num_scored
 
 
-def sudoku_validity(inputs: np.ndarray, preds: np.ndarray,
-                    box: Sequence[int] = (3, 3)) -> np.ndarray:
-  """bool [B]: the predicted tokens form a solved grid that keeps the givens."""
-  box_rows, box_cols = (int(b) for b in box)
-  n = box_rows * box_cols
-  preds = np.asarray(preds).reshape(-1, n, n)
-  inputs = np.asarray(inputs).reshape(-1, n, n)
-  digits = preds.astype(np.int64) - 1                   # tokens 2..n+1 -> 1..n
-  filled = ((digits >= 1) & (digits <= n)).all(axis=(1, 2))
-  onehot = np.eye(n + 2, dtype=np.int32)[np.clip(digits, 0, n + 1)][..., 1:n + 1]
-  rows_ok = (onehot.sum(axis=2) == 1).all(axis=(1, 2))  # [B, row, digit]
-  cols_ok = (onehot.sum(axis=1) == 1).all(axis=(1, 2))
-  boxes = onehot.reshape(-1, box_cols, box_rows, box_rows, box_cols, n)
-  boxes_ok = (boxes.sum(axis=(2, 4)) == 1).all(axis=(1, 2, 3))
-  givens = inputs > 1                                   # PAD 0, blank 1
-  keeps = ((preds == inputs) | ~givens).all(axis=(1, 2))
-  return filled & rows_ok & cols_ok & boxes_ok & keeps
+def sigmoid(x) -> np.ndarray:
+  """float64 sigmoid, stable for large |x| (q_halt logits -> confidence)."""
+  x = np.asarray(x, np.float64)
+  return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _maze_path_check(grid: np.ndarray, pred: np.ndarray) -> tuple[bool, bool]:
-  """(valid, shortest) for one maze [N, N] and prediction [N, N]."""
-  try:
-    start = maze_lib.find_cell(grid, maze_lib.START)
-    goal = maze_lib.find_cell(grid, maze_lib.GOAL)
-  except ValueError:
-    return False, False
-  path = pred == maze_lib.PATH
-  if np.any(path & (grid != maze_lib.FREE)):
-    return False, False                      # 'o' on a wall, S or G
-  on = path.copy()
-  on[start] = on[goal] = True
-  padded = np.pad(on, 1)
-  degree = (padded[:-2, 1:-1].astype(np.int8) + padded[2:, 1:-1] +
-            padded[1:-1, :-2] + padded[1:-1, 2:])
-  if degree[start] != 1 or degree[goal] != 1 or np.any(degree[path] != 2):
-    return False, False
-  # Degrees 1, 1, 2, ..., 2: a path plus maybe cycles; connected means a path.
-  h, w = on.shape
-  seen = {start}
-  stack = [start]
-  while stack:
-    r, c = stack.pop()
-    for nb in maze_lib.neighbours(r, c, h, w):
-      if on[nb] and nb not in seen:
-        seen.add(nb)
-        stack.append(nb)
-  if len(seen) != int(on.sum()):
-    return False, False
-  length = int(path.sum()) + 1
-  shortest = length == int(maze_lib.bfs_distances(grid, start)[goal])
-  return True, shortest
-
-
-def maze_validity(inputs: np.ndarray, preds: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  """(valid bool [B], shortest bool [B]) for square mazes flattened to seq_len."""
-  inputs = np.asarray(inputs)
-  preds = np.asarray(preds)
-  size = math.isqrt(inputs.shape[-1])
-  inputs = inputs.reshape(-1, size, size)
-  preds = preds.reshape(-1, size, size)
-  out = np.array([_maze_path_check(g, p) for g, p in zip(inputs, preds)],
-                 dtype=bool).reshape(-1, 2)
-  return out[:, 0], out[:, 1]
-
-
-class GridEvaluator:
-  """Accumulates accuracy and validity over batches.
-
-  Args:
-    kind: "sudoku", "maze" or "tokens" (accuracy only, e.g. algorithmic tasks).
-    box: Sudoku box shape (box_rows, box_cols).
+class TokenEvaluator(Evaluator):
+  """Accumulates accuracy (and the rates of `checks`) over batches.
 
   `update(inputs, labels, preds, mask=None)` takes [B, seq_len] arrays and an
   optional bool [B] mask of real (non-padding) examples; `result()` returns
-  count, exact_accuracy, token_accuracy, plus valid_rate (Sudoku, Maze) and
-  shortest_rate (Maze).
+  count, exact_accuracy, token_accuracy and one `<check>_rate` per check.
   """
 
-  def __init__(self, kind: str, *, box: Sequence[int] = (3, 3)):
-    if kind not in ("sudoku", "maze", "tokens"):
-      raise ValueError(f"kind must be 'sudoku', 'maze' or 'tokens', got {kind!r}")
-    self.kind = kind
-    self.box = tuple(box)
+  CHECKS: tuple[str, ...] = ()   # the names `checks` returns
+
+  def __init__(self):
     self.reset()
+
+  def checks(self, inputs: np.ndarray, preds: np.ndarray
+             ) -> Mapping[str, np.ndarray]:
+    """{name in CHECKS: per-row bool [B]}, each reported as `<name>_rate`."""
+    del inputs, preds
+    return {}
 
   def reset(self) -> None:
     self._count = 0
     self._exact = 0
     self._tokens_correct = 0
     self._tokens_scored = 0
-    self._valid = 0
-    self._shortest = 0
+    self._passed = {name: 0 for name in self.CHECKS}
 
   def update(self, inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray,
              mask: np.ndarray | None = None) -> None:
@@ -154,20 +84,29 @@ class GridEvaluator:
     self._exact += int(exact.sum())
     self._tokens_correct += int(correct.sum())
     self._tokens_scored += int(scored.sum())
-    if self.kind == "sudoku":
-      self._valid += int(sudoku_validity(inputs, preds, self.box).sum())
-    elif self.kind == "maze":
-      valid, shortest = maze_validity(inputs, preds)
-      self._valid += int(valid.sum())
-      self._shortest += int(shortest.sum())
+    for name, ok in self.checks(inputs, preds).items():
+      self._passed[name] += int(np.sum(ok))
+
+  def add_batch(self, batch, outputs) -> None:
+    self.update(batch["inputs"], batch["labels"], outputs["preds"],
+                batch.get("mask"))
 
   def result(self) -> dict[str, Any]:
     count = max(self._count, 1)
     out = {"count": self._count,
            "exact_accuracy": self._exact / count,
            "token_accuracy": self._tokens_correct / max(self._tokens_scored, 1)}
-    if self.kind in ("sudoku", "maze"):
-      out["valid_rate"] = self._valid / count
-    if self.kind == "maze":
-      out["shortest_rate"] = self._shortest / count
+    for name, passed in self._passed.items():
+      out[f"{name}_rate"] = passed / count
     return out
+
+
+def _decode_tokens(source, tokens: np.ndarray) -> list[int]:
+  del source
+  return np.asarray(tokens).reshape(-1).tolist()
+
+
+# Sources that declare no family (e.g. a quick test source): accuracy only.
+TOKENS_FAMILY = PuzzleFamily(name="tokens", sources={},
+                             evaluator=lambda source, split: TokenEvaluator(),
+                             decode=_decode_tokens)
