@@ -431,7 +431,7 @@ def fit_embeddings(cfg, params, tasks, *, steps: int, lr: float,
 
 
 def _load_tasks(path: str):
-  from recur.data import arc  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc import source as arc  # pylint: disable=g-import-not-at-top
   found = arc.load_path(path)
   tasks, seen = [], set()
   for subset in found.values():
@@ -449,7 +449,7 @@ def solve_arc(cfg, params, path: str, *, versions: int = 8, fit_steps: int = 100
               noise: float = 0.0, batch_size: int = 128, seed: int = 0, log=print
               ) -> tuple[dict, dict]:
   """Returns (submission, details)."""
-  from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc import augment as aa  # pylint: disable=g-import-not-at-top
   from recur.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top
   from recur.puzzles.arc.evaluate import EMPTY_GRID, ArcEvaluator  # pylint: disable=g-import-not-at-top
   from recur.puzzles.arc.tasks import ArcTaskSet  # pylint: disable=g-import-not-at-top

