@@ -34,6 +34,8 @@ from ml_collections import config_flags
 import ml_collections
 import numpy as np
 
+from recur.files import write_json_atomic
+
 __all__ = ["plan_arms", "count_params", "depth_per_segment", "run_experiment",
            "write_report"]
 
@@ -230,16 +232,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  train_seconds=t1 - t0, eval_seconds=time.time() - t1,
                  final_train={k: float(v) for k, v in final.items()
                               if isinstance(v, (int, float))})
-      _write_json(os.path.join(rdir, DONE), res)
+      write_json_atomic(os.path.join(rdir, DONE), res)
       write_report(config, plan, workdir, num_steps)
   return write_report(config, plan, workdir, num_steps)
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
 
 
 def _load(plan, workdir):

@@ -4,13 +4,13 @@ Every row runs `eval.num_steps` supervision segments (default halt_max_steps, no
 early halting, as the reference). Reported beside the final exact/token accuracy:
 exact accuracy after each segment (test-time compute curve), the early-exit
 variant (stop a row at the first segment whose q_halt > 0) with the segments it
-saves, and per task family: ARC pass@K with votes pooled across augmented
-versions (and submission.json), Sudoku/Maze validity.
+saves, and what the source's puzzle family scores (`recur.puzzles`): ARC
+pass@K with votes pooled across augmented versions (and submission.json),
+Sudoku/Maze validity, token accuracy.
 """
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import jax
@@ -19,17 +19,9 @@ from jax.experimental import multihost_utils
 
 from recur import sharding, train
 from recur.data.pipeline import eval_batches, make_global_batch
+from recur.puzzles import registry
 
-__all__ = ["evaluate", "format_eval", "run_eval_batches", "grid_kind"]
-
-
-def grid_kind(source) -> str:
-  name = source.info.name.lower()
-  if "sudoku" in name:
-    return "sudoku"
-  if "maze" in name:
-    return "maze"
-  return "tokens"
+__all__ = ["evaluate", "format_eval", "run_eval_batches"]
 
 
 def _gather(tree):
@@ -69,17 +61,13 @@ def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,
 
 def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
              num_steps: int | None = None, max_versions=None) -> dict[str, Any]:
-  """Evaluation metrics ("eval/..."); writes submission.json for ARC to workdir."""
-  from recur.eval_arc import ArcEvaluator  # pylint: disable=g-import-not-at-top
-  from recur.eval_grid import GridEvaluator  # pylint: disable=g-import-not-at-top
+  """Evaluation metrics ("eval/..."); the family's files (ARC: submission.json)
+  go to workdir."""
   data = config.data
   n = num_steps or config.get("eval", {}).get("num_steps", 0) or cfg.halt_max_steps
   bs = data.get("eval_batch_size", 0) or config.batch_size
   bs = -(-bs // mesh.devices.size) * mesh.devices.size
-  is_arc = "arc" in source.info.name.lower()
-  arc = ArcEvaluator(source) if is_arc else None
-  grid = None if is_arc else GridEvaluator(
-      grid_kind(source), **({"box": source.box} if grid_kind(source) == "sudoku" else {}))
+  family_eval = registry.family_of(source).evaluator(source, "test")
   exact_steps = np.zeros(n)
   acc_steps = np.zeros(n)
   count = 0
@@ -98,11 +86,7 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
     first = np.where(halt.any(0), halt.argmax(0), n - 1)
     early_exact += int((out["exact_per_step"][first, np.arange(len(first))] & mask).sum())
     early_steps += int(((first + 1) * mask).sum())
-    if arc is not None:
-      arc.update(meta["group"], meta["version"], meta["index"], out["preds"],
-                 out["q_halt_logits"], mask)
-    else:
-      grid.update(meta["inputs"], meta["labels"], out["preds"], mask)
+    family_eval.add_batch(meta, out)
   c = max(count, 1)
   res: dict[str, Any] = {
       "eval/count": count,
@@ -114,13 +98,11 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   }
   for k in range(n):
     res[f"eval/exact_accuracy@{k + 1}"] = exact_steps[k] / c
-  if arc is not None:
-    res.update({f"eval/{k}": v for k, v in arc.result().items()})
-    if workdir is not None:
-      arc.write_submission(os.path.join(workdir, "submission.json"))
-  else:
-    res.update({f"eval/{k}": v for k, v in grid.result().items()
-                if k not in ("count", "exact_accuracy")})
+  # count and exact accuracy come from the rollout above, for every family.
+  res.update({f"eval/{k}": v for k, v in family_eval.result().items()
+              if k not in ("count", "exact_accuracy")})
+  if workdir is not None:
+    family_eval.write_files(workdir)
   return res
 
 

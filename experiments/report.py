@@ -8,8 +8,10 @@ workdir:
 * curves.png: training loss / exact accuracy from metrics.jsonl;
 * accuracy_vs_steps.png: exact accuracy after each supervision step on the
   evaluation split, plus a sample of it run for twice the trained steps;
-* examples_<kind>.png: test puzzles with their prediction (and target);
-* refinement_<kind>.png: one test puzzle's prediction after step 1, 2, ...
+* the puzzle family's pictures (`PuzzleFamily.draw`; none for families
+  without one): examples_<family>.png, test puzzles with their prediction
+  (and target), and refinement_<family>.png, one test puzzle's prediction
+  after step 1, 2, ...
 
 The final weights come from the latest checkpoint (`loop.restore_params`), so
 the training loop needs no hook. Pictures are skipped with `config.pictures =
@@ -18,7 +20,6 @@ collective). The report runs one small jitted evaluation: a few seconds.
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import time
@@ -30,7 +31,6 @@ import numpy as np
 __all__ = ["final_report", "results_table", "write_pictures", "sample_predictions"]
 
 _SAMPLE_ROWS = 64        # rows of the test split run for the pictures
-_EXAMPLES = 4            # puzzles per examples picture
 
 
 def results_table(final: dict, train: dict | None = None) -> str:
@@ -54,8 +54,8 @@ def results_table(final: dict, train: dict | None = None) -> str:
 
 def _train_summary(workdir: str) -> dict[str, float]:
   """First and last logged train exact accuracy (the demo's "it learns")."""
-  from recur import viz  # pylint: disable=g-import-not-at-top
-  rows = [r for r in viz.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  from recur import files  # pylint: disable=g-import-not-at-top
+  rows = [r for r in files.read_metrics(os.path.join(workdir, "metrics.jsonl"))
           if "train/exact_accuracy" in r]
   if not rows:
     return {}
@@ -111,11 +111,6 @@ def sample_predictions(config, workdir: str, num_steps: int | None = None,
   return {"cfg": cfg, "source": source, "meta": meta, "out": out}
 
 
-def _kind(source) -> str:
-  from experiments.evaluation import grid_kind  # pylint: disable=g-import-not-at-top
-  return "arc" if "arc" in source.info.name.lower() else grid_kind(source)
-
-
 def write_pictures(config, workdir: str, final: dict) -> list[str]:
   """Writes the PNGs into `workdir`; returns their file names."""
   from recur import viz  # pylint: disable=g-import-not-at-top
@@ -155,93 +150,8 @@ def write_pictures(config, workdir: str, final: dict) -> list[str]:
     written.append("accuracy_vs_steps.png")
   if not len(meta["mask"]):
     return written
-  kind = _kind(source)
-  written += _puzzle_pictures(kind, source, meta, out, cfg, workdir)
+  from recur.puzzles import PredictionSample, family_of  # pylint: disable=g-import-not-at-top
+  draw = family_of(source).draw
+  if draw is not None:
+    written += draw(source, PredictionSample(meta, out, cfg.halt_max_steps), workdir)
   return written
-
-
-def _arc_rows(source, meta, preds):
-  from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-  rows = []
-  for r in range(len(preds)):
-    g, v, i = int(meta["group"][r]), int(meta["version"][r]), int(meta["index"][r])
-    aug = source.augmentation("test", g, v)
-    pair = source.pairs("test", g)[i]
-    rows.append({"input": pair.input,
-                 "prediction": aa.inverse_augment_grid(aa.crop(preds[r], source.canvas), aug),
-                 "target": pair.output,
-                 "title": f"{source.task_id('test', g)}[{i}]"})
-  return rows
-
-
-def _puzzle_pictures(kind, source, meta, out, cfg, workdir) -> list[str]:
-  from recur import viz  # pylint: disable=g-import-not-at-top
-  preds = out["preds_per_step"]                     # [T, B, seq]
-  trained = cfg.halt_max_steps
-  final = preds[trained - 1]                        # what evaluation reports
-  exact = out["exact_per_step"]                     # [T, B]
-  # Examples: right ones first (if any), then wrong ones; one row per puzzle
-  # (ARC rows repeat a test input under several augmented versions).
-  order = np.argsort(~exact[trained - 1], kind="stable")
-  seen, picked = set(), []
-  for r in order:
-    key = (int(meta["group"][r]), int(meta["index"][r]))
-    if key not in seen:
-      seen.add(key)
-      picked.append(r)
-  order = np.asarray(picked[:_EXAMPLES])
-  # Refinement: a row whose answer changes across steps and ends right if
-  # possible, else the first row.
-  changes = (preds[1:] != preds[:-1]).any(-1).sum(0)
-  score = exact[trained - 1] * 100 + changes
-  pick = int(np.argmax(score))
-  q = out["q_halt_per_step"][:, pick]
-  names = [f"examples_{kind}.png", f"refinement_{kind}.png"]
-  if kind == "arc":
-    from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-    rows = _arc_rows(source, {k: v[order] for k, v in meta.items()}, final[order])
-    viz.plot_arc_examples(rows, os.path.join(workdir, names[0]),
-                          title=f"ARC evaluation tasks after {trained} steps")
-    sub = {k: v[pick:pick + 1] for k, v in meta.items()}
-    steps = [_arc_rows(source, sub, p[pick:pick + 1])[0] for p in preds]
-    target = steps[0]["target"]
-    viz.plot_refinement(
-        lambda ax, g, t: viz.draw_arc(ax, g, t), [r["prediction"] for r in steps], q,
-        os.path.join(workdir, names[1]),
-        correct=[aa.grid_key(r["prediction"]) == aa.grid_key(target) for r in steps],
-        first={"input": (viz.draw_arc, steps[0]["input"]),
-               "target": (viz.draw_arc, target)},
-        title=f"{steps[0]['title']}: prediction per supervision step "
-              f"(trained with {trained})")
-    return names
-  side = int(round(np.sqrt(preds.shape[-1])))
-  grid = lambda x: np.asarray(x).reshape(side, side)
-  if kind == "sudoku":
-    from recur.data.sudoku import decode_sudoku  # pylint: disable=g-import-not-at-top
-    box = source.box
-    conv = lambda x: decode_sudoku(grid(x))
-    draw = functools.partial(viz.draw_sudoku, box=box)
-    draw_step = lambda ax, p, t: draw(ax, conv(meta["inputs"][pick]), p,
-                                      conv(meta["labels"][pick]), title=t)
-    first = {"puzzle": (lambda ax, g, t: draw(ax, g, g, title=t),
-                        conv(meta["inputs"][pick]))}
-  elif kind == "maze":
-    box = (1, 1)
-    conv = grid
-    draw_step = lambda ax, p, t: viz.draw_maze(ax, grid(meta["inputs"][pick]), p,
-                                               grid(meta["labels"][pick]), t)
-    first = {"maze": (lambda ax, g, t: viz.draw_maze(ax, g, g, None, t),
-                      grid(meta["inputs"][pick]))}
-  else:
-    return []
-  viz.plot_grid_puzzles(kind, [conv(meta["inputs"][r]) for r in order],
-                        [conv(final[r]) for r in order], os.path.join(workdir, names[0]),
-                        labels=[conv(meta["labels"][r]) for r in order], box=box,
-                        titles=[f"#{int(meta['group'][r])}" for r in order],
-                        title=f"test puzzles after {trained} steps")
-  viz.plot_refinement(draw_step, [conv(p[pick]) for p in preds], q,
-                      os.path.join(workdir, names[1]),
-                      correct=exact[:, pick].tolist(), first=first,
-                      title=f"puzzle #{int(meta['group'][pick])}: prediction per "
-                            f"supervision step (trained with {trained})")
-  return names

@@ -18,7 +18,7 @@ task's demonstration pairs under `--versions` augmentations (translated like
 training) for `--fit_steps` sparse sign-SGD steps with the dense weights frozen,
 then optionally `--finetune_all_steps` steps of everything. Every test input is
 then predicted under every version; votes are pooled as in evaluation
-(`recur.eval_arc.ArcEvaluator`). `--output` gets the ARC Prize submission
+(`recur.puzzles.arc.evaluate.ArcEvaluator`). `--output` gets the ARC Prize submission
 `{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}` (validated);
 `<output>_details.json` the per-test-input confidence (mean sigmoid(q_halt) of
 the winning candidate), whether each attempt is right when the task file has
@@ -43,7 +43,6 @@ Test-time compute knobs (each reported per setting when labels exist):
 """
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -69,7 +68,9 @@ def define_flags() -> None:
                       ".pt/.npz state dict.")
   flags.DEFINE_string("input", None, "ARC task JSON / directory, or puzzles CSV.")
   flags.DEFINE_string("output", None, "Where to write the predictions (JSON).")
-  flags.DEFINE_enum("kind", "auto", ["auto", "arc", "sudoku", "maze"], "Puzzle kind.")
+  flags.DEFINE_string("kind", "auto", "Puzzle family (recur.puzzles registry, e.g. "
+                      "arc, sudoku, maze), or auto: the run's, else the family "
+                      "claiming the input file.")
   flags.DEFINE_list("box", None, "Sudoku box rows,cols (default from the run or "
                     "the board size).")
   flags.DEFINE_integer("steps", 0, "Supervision steps at test time (0: as trained).")
@@ -234,10 +235,6 @@ class _Choices:
     self.final_steps = np.stack(cand_s)[best, rows]
 
 
-def _sigmoid(x):
-  return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
-
-
 def _run_knobs(cfg, params, batch, num_steps, trajectories, noise, early_exit, seed,
                batch_index):
   import jax  # pylint: disable=g-import-not-at-top
@@ -254,64 +251,20 @@ def _run_knobs(cfg, params, batch, num_steps, trajectories, noise, early_exit, s
 # ------------------------------------------------------------------ Sudoku / Maze
 
 
-def _read_puzzles(path: str, kind: str, side: int, box):
-  """(sources, inputs tokens [N, L], labels tokens [N, L] or None)."""
-  from recur.data import maze as maze_lib  # pylint: disable=g-import-not-at-top
-  from recur.data import sudoku as sudoku_lib  # pylint: disable=g-import-not-at-top
-  from recur.data.base import DataError  # pylint: disable=g-import-not-at-top
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = [r for i, r in enumerate(csv.reader(f))
-            if not (i == 0 and r and r[0] == "source")]
-  has_answers = all(len(r) >= 3 and r[2].strip() for r in rows)
-  if has_answers:
-    if kind == "sudoku":
-      p = sudoku_lib.read_sudoku_csv(path, box=box)
-      return (list(p.sources), sudoku_lib.encode_sudoku(p.questions).reshape(len(p), -1),
-              sudoku_lib.encode_sudoku(p.answers).reshape(len(p), -1))
-    m = maze_lib.read_maze_csv(path, size=side)
-    return (list(m.sources), m.inputs.reshape(len(m), -1).astype(np.int32),
-            m.labels.reshape(len(m), -1).astype(np.int32))
-  # Questions only: parse `q` (checked for length and characters).
-  inputs = []
-  for line, r in enumerate(rows, start=2):
-    if len(r) < 2 or len(r[1]) != side * side:
-      raise DataError(f"{path}: row {line}: field 'q': expected {side * side} "
-                      "characters")
-    q = r[1]
-    if kind == "sudoku":
-      try:
-        digits = [0 if ch in ".0" else int(ch, 36) for ch in q]
-      except ValueError as e:
-        raise DataError(f"{path}: row {line}: field 'q': {e}") from e
-      if max(digits) > side:
-        raise DataError(f"{path}: row {line}: field 'q': digit above {side}")
-      inputs.append(sudoku_lib.encode_sudoku(np.asarray(digits)))
-    else:
-      try:
-        inputs.append(maze_lib.encode_maze(q, side).reshape(-1).astype(np.int32))
-      except ValueError as e:
-        raise DataError(f"{path}: row {line}: field 'q': {e}") from e
-  return [r[0] for r in rows], np.asarray(inputs, np.int32).reshape(len(rows), -1), None
-
-
-def _grid_out(kind: str, tokens: np.ndarray, side: int):
-  from recur.data import maze as maze_lib  # pylint: disable=g-import-not-at-top
-  from recur.data import sudoku as sudoku_lib  # pylint: disable=g-import-not-at-top
-  g = np.asarray(tokens).reshape(side, side)
-  return (sudoku_lib.decode_sudoku(g).tolist() if kind == "sudoku"
-          else maze_lib.decode_maze(g))
-
-
 def solve_grid(cfg, params, path: str, kind: str, *, box=None, steps: int = 0,
                early_exit: bool = False, trajectories: int = 1, noise: float = 0.0,
                batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
-  """Straight inference on a Sudoku/Maze CSV; returns the output JSON object."""
+  """Straight inference on a puzzle file of family `kind` (its `read_puzzles`,
+  e.g. a Sudoku/Maze CSV; `box`: Sudoku's box); returns the output JSON."""
   from recur import losses  # pylint: disable=g-import-not-at-top
   from recur.data.base import IGNORE_LABEL_ID  # pylint: disable=g-import-not-at-top
-  side = math.isqrt(cfg.seq_len)
-  if kind == "sudoku" and box is None:
-    box = {4: (2, 2), 6: (2, 3), 9: (3, 3)}.get(side, (side, 1))
-  sources, inputs, labels = _read_puzzles(path, kind, side, box)
+  from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.scoring import sigmoid  # pylint: disable=g-import-not-at-top
+  family = registry.get_family(kind)
+  if family.read_puzzles is None:
+    raise ValueError(f"puzzle family {kind!r} reads no puzzle files")
+  read = family.read_puzzles(path, cfg.seq_len, {"box": box})
+  sources, inputs, labels = read.names, read.inputs, read.labels
   if inputs.shape[1] != cfg.seq_len:
     raise ValueError(f"{path}: puzzles of {inputs.shape[1]} cells, model expects "
                      f"{cfg.seq_len}")
@@ -334,8 +287,8 @@ def solve_grid(cfg, params, path: str, kind: str, *, box=None, steps: int = 0,
                                    losses.correctness(p[real], truth).exact))
     fp, fq = ch.final
     for r in range(hi - lo):
-      item = {"source": sources[lo + r], "grid": _grid_out(kind, fp[r], side),
-              "confidence": float(_sigmoid(fq[r])), "steps": int(ch.final_steps[r])}
+      item = {"source": sources[lo + r], "grid": family.decode(None, fp[r]),
+              "confidence": float(sigmoid(fq[r])), "steps": int(ch.final_steps[r])}
       if truth is not None:
         item["correct"] = bool(losses.correctness(fp[r], truth[r]).exact)
       puzzles.append(item)
@@ -391,59 +344,7 @@ class _Stats:
 # ------------------------------------------------------------------ ARC
 
 
-class ArcTaskSet:
-  """Tasks to solve as a puzzle source: split "train" = demonstrations,
-  "test" = test inputs (labels IGNORE when the output is unknown). Versions
-  are planned from the task's inputs and demonstration outputs only. It also
-  serves `ArcEvaluator` (canvas, pairs, augmentation, task_id)."""
-
-  def __init__(self, tasks, canvas: int, num_versions: int, seed: int = 0):
-    from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-    from recur.data.base import DatasetInfo  # pylint: disable=g-import-not-at-top
-    self.tasks = list(tasks)
-    self.canvas = canvas
-    self.translate = True
-    self._augs = []
-    for t in self.tasks:
-      grids = [g for p in t.train for g in (p.input, p.output)] + [p.input for p in t.test]
-      self._augs.append(aa.generate_augmentations(grids, t.task_id, seed, num_versions))
-    first = np.cumsum([0] + [len(a) for a in self._augs]) + 1   # 0 = blank
-    self._first = first[:-1].tolist()
-    self.info = DatasetInfo(name="arc:solve", seq_len=canvas * canvas,
-                            vocab_size=aa.VOCAB_SIZE, num_puzzle_identifiers=int(first[-1]))
-
-  def num_groups(self, split: str) -> int:
-    return len(self.tasks)
-
-  def num_versions(self, split: str, group: int) -> int:
-    return len(self._augs[group])
-
-  def pairs(self, split: str, group: int):
-    t = self.tasks[group]
-    return t.train if split == "train" else t.test
-
-  def augmentation(self, split: str, group: int, version: int):
-    return self._augs[group][version]
-
-  def task_id(self, split: str, group: int) -> str:
-    return self.tasks[group].task_id
-
-  def group_name(self, split: str, group: int) -> str:
-    return self.task_id(split, group)
-
-  def describe(self) -> dict[str, Any]:
-    return {"name": self.info.name, "tasks": len(self.tasks)}
-
-  def examples(self, split: str, group: int, version: int, rng):
-    from recur.data.arc import encode_examples  # pylint: disable=g-import-not-at-top
-    return encode_examples(
-        self.pairs(split, group), self._augs[group][version], self.canvas, rng,
-        translate=self.translate and split == "train",
-        puzzle_identifier=self._first[group] + version, group=group,
-        version=version)
-
-
-def fit_embeddings(cfg, params, tasks: ArcTaskSet, *, steps: int, lr: float,
+def fit_embeddings(cfg, params, tasks, *, steps: int, lr: float,
                    batch_size: int, seed: int = 0, finetune_all_steps: int = 0,
                    finetune_lr: float = 1e-4, log=print):
   """New puzzle-embedding rows for `tasks`, fitted on their demonstrations with
@@ -511,7 +412,7 @@ def fit_embeddings(cfg, params, tasks: ArcTaskSet, *, steps: int, lr: float,
 
 
 def _load_tasks(path: str):
-  from recur.data import arc  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc import source as arc  # pylint: disable=g-import-not-at-top
   found = arc.load_path(path)
   tasks, seen = [], set()
   for subset in found.values():
@@ -522,26 +423,6 @@ def _load_tasks(path: str):
   return tasks
 
 
-def _arc_pass(ev, tasks: ArcTaskSet) -> dict[str, float] | None:
-  """pass@1/2 over the test inputs with known outputs (None if none known)."""
-  from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-  total, n_tasks = np.zeros(2), 0
-  for g in range(tasks.num_groups("test")):
-    pairs = [(i, p) for i, p in enumerate(tasks.pairs("test", g)) if p.output is not None]
-    if not pairs:
-      continue
-    n_tasks += 1
-    solved = np.zeros(2)
-    for i, p in pairs:
-      keys = [aa.grid_key(c[0]) for c in ev.ranked(g, i)[:2]]
-      truth = aa.grid_key(p.output)
-      solved += [truth in keys[:1], truth in keys[:2]]
-    total += solved / len(pairs)
-  if not n_tasks:
-    return None
-  return {"pass@1": float(total[0] / n_tasks), "pass@2": float(total[1] / n_tasks)}
-
-
 def solve_arc(cfg, params, path: str, *, versions: int = 8, fit_steps: int = 100,
               fit_lr: float = 1e-2, fit_batch_size: int = 32,
               finetune_all_steps: int = 0, finetune_lr: float = 1e-4,
@@ -549,9 +430,11 @@ def solve_arc(cfg, params, path: str, *, versions: int = 8, fit_steps: int = 100
               noise: float = 0.0, batch_size: int = 128, seed: int = 0, log=print
               ) -> tuple[dict, dict]:
   """Returns (submission, details)."""
-  from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc import augment as aa  # pylint: disable=g-import-not-at-top
   from recur.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top
-  from recur.eval_arc import EMPTY_GRID, ArcEvaluator  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc.evaluate import EMPTY_GRID, ArcEvaluator  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc.tasks import ArcTaskSet  # pylint: disable=g-import-not-at-top
+  arc_pass = lambda ev: ev.pass_at((1, 2))   # over test inputs with known outputs
   canvas = math.isqrt(cfg.seq_len)
   if canvas * canvas != cfg.seq_len:
     raise ValueError(f"model seq_len {cfg.seq_len} is not a square ARC canvas")
@@ -610,17 +493,17 @@ def solve_arc(cfg, params, path: str, *, versions: int = 8, fit_steps: int = 100
         entries.append(e)
       details["tasks"][t.task_id] = entries
     metrics = {}
-    final = _arc_pass(evs["final"], tasks)
+    final = arc_pass(evs["final"])
     if final is not None:
-      metrics = {"final": final, "early_exit": _arc_pass(evs["early_exit"], tasks),
-                 "per_step": {str(t + 1): _arc_pass(e, tasks)
+      metrics = {"final": final, "early_exit": arc_pass(evs["early_exit"]),
+                 "per_step": {str(t + 1): arc_pass(e)
                               for t, e in enumerate(step_evs)},
-                 "per_versions": {str(v): _arc_pass(e, tasks)
+                 "per_versions": {str(v): arc_pass(e)
                                   for v, e in version_evs.items()},
                  "trained_steps": cfg.halt_max_steps}
       if trajectories > 1:
         metrics["trajectories"] = {"k": trajectories, "noise": noise,
-                                   "clean": _arc_pass(evs["clean"], tasks),
+                                   "clean": arc_pass(evs["clean"]),
                                    "best_q": final}
     metrics["early_exit_mean_steps"] = exit_steps / max(rows_seen, 1)
     metrics["early_exit_steps_saved"] = 1.0 - exit_steps / max(rows_seen * n, 1)
@@ -642,17 +525,22 @@ def solve_arc(cfg, params, path: str, *, versions: int = 8, fit_steps: int = 100
 
 
 def _detect_kind(path: str, data: dict | None) -> str:
-  name = str((data or {}).get("name", "")).lower()
-  if name in ("arc", "sudoku", "maze"):
-    return name
-  if path.endswith(".csv"):
-    with open(path, newline="", encoding="utf-8") as f:
-      for i, r in enumerate(csv.reader(f)):
-        if i == 0 and r and r[0] == "source":
-          continue
-        return "maze" if len(r) > 1 and "#" in r[1] else "sudoku"
-    return "sudoku"
-  return "arc"
+  """The family of the run's source, else the family claiming the file."""
+  from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+  name = (data or {}).get("name")
+  if name in registry.source_names():
+    return registry.family_of_source_name(name).name
+  for family in map(registry.get_family, registry.family_names()):
+    if family.claims_file is not None and family.claims_file(path):
+      return family.name
+  raise app.UsageError(f"{path}: no puzzle family reads this file; pass --kind")
+
+
+def _solved_as_tasks(kind: str) -> bool:
+  """Families without a puzzle-file reader are solved as tasks with
+  demonstrations (ARC): embeddings fitted, votes over versions, pass@K."""
+  from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+  return registry.get_family(kind).read_puzzles is None
 
 
 def _fmt(v) -> str:
@@ -661,11 +549,12 @@ def _fmt(v) -> str:
 
 def knob_table(kind: str, metrics: dict) -> str:
   """The test-time compute table (markdown) from the output's metrics."""
-  lines = ["| setting | " + ("pass@1 | pass@2 |" if kind == "arc" else "exact acc |"),
-           "|---|" + ("---|---|" if kind == "arc" else "---|")]
+  tasks = _solved_as_tasks(kind)
+  lines = ["| setting | " + ("pass@1 | pass@2 |" if tasks else "exact acc |"),
+           "|---|" + ("---|---|" if tasks else "---|")]
 
   def row(name, v):
-    if kind == "arc":
+    if tasks:
       v = v or {}
       lines.append(f"| {name} | {_fmt(v.get('pass@1'))} | {_fmt(v.get('pass@2'))} |")
     else:
@@ -675,7 +564,7 @@ def knob_table(kind: str, metrics: dict) -> str:
   per_step = metrics.get("per_step") or metrics.get("exact_accuracy_per_step") or {}
   for s, v in per_step.items():
     row(f"after step {s}" + (" (trained)" if trained and int(s) == trained else ""), v)
-  if kind == "arc":
+  if tasks:
     for v, r in (metrics.get("per_versions") or {}).items():
       row(f"{v} version(s) voting", r)
     row(f"early exit (mean steps {metrics.get('early_exit_mean_steps', 0):.2f})",
@@ -703,13 +592,14 @@ def main(argv) -> None:
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required")
   logging.getLogger("absl").setLevel(logging.WARNING)
-  from recur.eval_arc import validate_submission, write_json_atomic  # pylint: disable=g-import-not-at-top
+  from recur.files import write_json_atomic  # pylint: disable=g-import-not-at-top
+  from recur.puzzles.arc.evaluate import validate_submission  # pylint: disable=g-import-not-at-top
   cfg, params, meta = load_model(FLAGS.workdir, FLAGS.checkpoint, FLAGS.model_config)
   data = meta.get("data") or {}
   kind = FLAGS.kind if FLAGS.kind != "auto" else _detect_kind(FLAGS.input, data)
   print(f"model: {cfg.name} from {meta['source']} ({kind})", flush=True)
   t0 = time.time()
-  if kind == "arc":
+  if _solved_as_tasks(kind):
     sub, details = solve_arc(
         cfg, params, FLAGS.input, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
         fit_lr=FLAGS.fit_lr, fit_batch_size=FLAGS.fit_batch_size,
@@ -734,8 +624,7 @@ def main(argv) -> None:
     if "final" in metrics:
       print(knob_table("arc", metrics), flush=True)
     return
-  box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else (
-      tuple(data["box"]) if kind == "sudoku" and data.get("box") else None)
+  box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else data.get("box")
   res = solve_grid(cfg, params, FLAGS.input, kind, box=box, steps=FLAGS.steps,
                    early_exit=FLAGS.early_exit, trajectories=FLAGS.trajectories,
                    noise=FLAGS.noise, batch_size=FLAGS.batch_size, seed=FLAGS.seed)

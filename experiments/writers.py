@@ -10,31 +10,15 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from recur.files import read_metrics, write_json_atomic
+
 __all__ = ["MetricsWriter", "Progress", "write_json_atomic", "read_metrics"]
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON via a temp file + rename: a crash never leaves half a file."""
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def read_metrics(path: str) -> list[dict[str, Any]]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
 
 
 def _clean(v):

@@ -1,4 +1,4 @@
-"""Tests for recur.data.algorithmic: labels, padding, splits, determinism."""
+"""Tests for recur.puzzles.algorithmic: labels, padding, splits, determinism."""
 import itertools
 import math
 
@@ -6,7 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from recur.data import algorithmic
+from recur.puzzles.algorithmic import source as algorithmic
 from recur.data.base import IGNORE_LABEL_ID, PAD_ID
 
 

@@ -1,4 +1,4 @@
-"""Tests for recur.data.arc and recur.data.arc_augment."""
+"""Tests for recur.puzzles.arc.source and recur.puzzles.arc.augment."""
 import itertools
 import json
 import logging
@@ -10,10 +10,10 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from recur.data import arc
-from recur.data import arc_augment as aa
+from recur.puzzles.arc import source as arc
+from recur.puzzles.arc import augment as aa
 from recur.data.base import IGNORE_LABEL_ID, DataError
-from recur.data.dihedral import dihedral
+from recur.puzzles.dihedral import dihedral
 
 SHAPES = [(1, 1), (1, 30), (30, 1), (3, 7), (13, 29), (30, 30)]
 
@@ -242,7 +242,7 @@ class LoadTest(parameterized.TestCase):
     self._write("evaluation/bad1.json", _task_json(train=[{"input": [[11]],
                                                            "output": [[1]]}]))
     self._write("evaluation/bad2.json", None, raw="{")
-    with self.assertLogs("recur.data.arc", logging.WARNING) as logs:
+    with self.assertLogs("recur.puzzles.arc.source", logging.WARNING) as logs:
       src = arc.ArcSource(path=self.dir, num_versions=2, skip_bad=True)
     self.assertEqual(sorted(src.skipped), ["bad1", "bad2"])
     self.assertEqual(src.describe()["skipped"], 2)

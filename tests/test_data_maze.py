@@ -1,4 +1,4 @@
-"""Tests for recur.data.maze: generator, BFS label, augmentation, CSV, source."""
+"""Tests for recur.puzzles.maze: generator, BFS label, augmentation, CSV, source."""
 import collections
 import os
 import tempfile
@@ -7,9 +7,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from recur.data import maze
+from recur.puzzles.maze import source as maze
 from recur.data.base import DataError
-from recur.data.dihedral import NUM_DIHEDRAL
+from recur.puzzles.dihedral import NUM_DIHEDRAL
 
 # 5x5: S top-left, G bottom-right, a single corridor (unique shortest path).
 Q5 = ["S   #",

@@ -1,4 +1,4 @@
-"""Tests for recur.data.sudoku: generator, solver, augmentation, CSV, source."""
+"""Tests for recur.puzzles.sudoku: generator, solver, augmentation, CSV, source."""
 import os
 import tempfile
 
@@ -6,7 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from recur.data import sudoku
+from recur.puzzles.sudoku import source as sudoku
 from recur.data.base import DataError
 
 BOXES = {"4x4": (2, 2), "6x6": (2, 3), "9x9": (3, 3)}

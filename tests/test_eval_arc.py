@@ -1,4 +1,4 @@
-"""Tests for recur.eval_arc: voting, pass@K, ranking ties, submissions."""
+"""Tests for recur.puzzles.arc.evaluate: voting, pass@K, ranking ties, submissions."""
 import json
 import os
 import shutil
@@ -8,9 +8,9 @@ import time
 from absl.testing import absltest
 import numpy as np
 
-from recur import eval_arc
-from recur.data import arc
-from recur.data import arc_augment as aa
+from recur.puzzles.arc import evaluate as eval_arc
+from recur.puzzles.arc import source as arc
+from recur.puzzles.arc import augment as aa
 from recur.data.base import IGNORE_LABEL_ID, DataError
 
 

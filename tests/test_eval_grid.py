@@ -1,11 +1,13 @@
-"""Tests for recur.eval_grid: accuracy and validity of Sudoku and Maze answers."""
+"""Tests of token accuracy (recur.puzzles.scoring) and Sudoku / Maze validity."""
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from recur import eval_grid
-from recur.data import maze
-from recur.data import sudoku
+from recur.puzzles import scoring
+from recur.puzzles.maze import evaluate as maze_eval
+from recur.puzzles.sudoku import evaluate as sudoku_eval
+from recur.puzzles.maze import source as maze
+from recur.puzzles.sudoku import source as sudoku
 from recur.data.base import IGNORE_LABEL_ID
 
 # 3x3 free room, S top-left, G bottom-right: several shortest paths.
@@ -23,11 +25,11 @@ class AccuracyTest(absltest.TestCase):
   def test_token_and_exact(self):
     labels = np.array([[2, 3, 4, IGNORE_LABEL_ID], [2, 3, 4, 5]])
     preds = np.array([[2, 3, 4, 9], [2, 0, 4, 5]])
-    correct, scored, exact = eval_grid.token_exact_accuracy(labels, preds)
+    correct, scored, exact = scoring.token_exact_accuracy(labels, preds)
     self.assertEqual(correct.tolist(), [3, 3])
     self.assertEqual(scored.tolist(), [3, 4])
     self.assertEqual(exact.tolist(), [True, False])
-    ev = eval_grid.GridEvaluator("tokens")
+    ev = scoring.TokenEvaluator()
     ev.update(labels, labels, preds)
     self.assertEqual(ev.result(), {"count": 2, "exact_accuracy": 0.5,
                                    "token_accuracy": 6 / 7})
@@ -42,33 +44,33 @@ class SudokuTest(parameterized.TestCase):
     inputs = _flat(sudoku.encode_sudoku(p.questions))
     labels = _flat(sudoku.encode_sudoku(p.answers))
     # True solutions are valid.
-    self.assertTrue(eval_grid.sudoku_validity(inputs, labels, box).all())
+    self.assertTrue(sudoku_eval.sudoku_validity(inputs, labels, box).all())
     # Another valid grid that drops the givens is not a valid answer: a digit
     # permutation keeps all rules but changes the givens.
     perm = np.concatenate([[0, 1], np.roll(np.arange(2, n + 2), 1)])
     relabelled = perm[labels]
-    self.assertFalse(eval_grid.sudoku_validity(inputs, relabelled, box).any())
+    self.assertFalse(sudoku_eval.sudoku_validity(inputs, relabelled, box).any())
     blank_inputs = np.ones_like(inputs)
-    self.assertTrue(eval_grid.sudoku_validity(blank_inputs, relabelled, box).all())
+    self.assertTrue(sudoku_eval.sudoku_validity(blank_inputs, relabelled, box).all())
     # A swap of two cells in a row breaks the columns (and maybe boxes).
     corrupted = labels.copy()
     corrupted[:, [0, 1]] = corrupted[:, [1, 0]]
-    self.assertFalse(eval_grid.sudoku_validity(blank_inputs, corrupted, box).any())
+    self.assertFalse(sudoku_eval.sudoku_validity(blank_inputs, corrupted, box).any())
     # A blank or PAD left in the prediction is not a filled grid.
     unfilled = labels.copy()
     unfilled[0, 3] = sudoku.BLANK_TOKEN
     unfilled[1, 3] = 0
-    self.assertEqual(eval_grid.sudoku_validity(inputs, unfilled, box).tolist(),
+    self.assertEqual(sudoku_eval.sudoku_validity(inputs, unfilled, box).tolist(),
                      [False, False, True, True])
 
   def test_shifted_rows_are_row_and_column_valid_but_not_box_valid(self):
     # Rows 1..9 shifted by one each: rows and columns are permutations, boxes not.
     grid = (np.arange(9)[:, None] + np.arange(9)[None, :]) % 9 + 1
     tokens = _flat([grid + 1])
-    self.assertFalse(eval_grid.sudoku_validity(np.ones_like(tokens), tokens)[0])
+    self.assertFalse(sudoku_eval.sudoku_validity(np.ones_like(tokens), tokens)[0])
     good = _flat([sudoku.encode_sudoku(
         sudoku.generate_sudoku_puzzles(1, num_blanks=30).answers[0])])
-    self.assertTrue(eval_grid.sudoku_validity(np.ones_like(good), good)[0])
+    self.assertTrue(sudoku_eval.sudoku_validity(np.ones_like(good), good)[0])
 
   def test_evaluator(self):
     p = sudoku.generate_sudoku_puzzles(3, box=(3, 3), seed=1, num_blanks=40)
@@ -76,7 +78,7 @@ class SudokuTest(parameterized.TestCase):
     labels = _flat(sudoku.encode_sudoku(p.answers))
     preds = labels.copy()
     preds[1, :2] = preds[1, [1, 0]]   # two different digits of one row swapped
-    ev = eval_grid.GridEvaluator("sudoku")
+    ev = sudoku_eval.SudokuEvaluator()
     ev.update(inputs[:2], labels[:2], preds[:2])
     # The third row is masked out (padding of the last batch).
     ev.update(inputs[2:], labels[2:], preds[2:] * 0, mask=np.array([False]))
@@ -96,7 +98,7 @@ class MazeTest(absltest.TestCase):
     self.labels = _flat(self.mazes.labels)
 
   def test_true_paths_are_valid_and_shortest(self):
-    valid, shortest = eval_grid.maze_validity(self.inputs, self.labels)
+    valid, shortest = maze_eval.maze_validity(self.inputs, self.labels)
     self.assertTrue(valid.all())
     self.assertTrue(shortest.all())
 
@@ -118,11 +120,11 @@ class MazeTest(absltest.TestCase):
            if not any(on_path[nb] for nb in maze.neighbours(*f, 12, 12))]
     extra[2][far[0]] = maze.PATH
     preds = _flat([broken[0], walled[1], extra[2]])
-    valid, shortest = eval_grid.maze_validity(self.inputs, preds)
+    valid, shortest = maze_eval.maze_validity(self.inputs, preds)
     self.assertEqual(valid.tolist(), [False, False, False])
     self.assertEqual(shortest.tolist(), [False, False, False])
     # No path at all (S and G not adjacent) is invalid.
-    valid, _ = eval_grid.maze_validity(self.inputs, self.inputs)
+    valid, _ = maze_eval.maze_validity(self.inputs, self.inputs)
     self.assertFalse(valid.any())
 
   def test_valid_but_not_shortest_and_alternative_shortest(self):
@@ -133,15 +135,15 @@ class MazeTest(absltest.TestCase):
     branch = maze.encode_maze(["S o", "ooo", "  G"])     # (1,2) has 3 neighbours
     fork = maze.encode_maze(["S  ", "ooo", "o G"])       # (1,0) has 3 neighbours
     preds = _flat([label, other, branch, fork])
-    valid, shortest = eval_grid.maze_validity(inputs, preds)
+    valid, shortest = maze_eval.maze_validity(inputs, preds)
     self.assertEqual(valid.tolist(), [True, True, False, False])
     self.assertEqual(shortest.tolist(), [True, True, False, False])
     # A longer valid path in a bigger room: valid but not shortest.
     room = maze.encode_maze(["S   ", "    ", "   G", "    "])
     long_path = maze.encode_maze(["S   ", "o   ", "o  G", "oooo"])
-    valid, shortest = eval_grid.maze_validity(_flat([room]), _flat([long_path]))
+    valid, shortest = maze_eval.maze_validity(_flat([room]), _flat([long_path]))
     self.assertEqual((bool(valid[0]), bool(shortest[0])), (True, False))
-    ev = eval_grid.GridEvaluator("maze")
+    ev = maze_eval.MazeEvaluator()
     ev.update(_flat([grid, grid]), _flat([label, label]), _flat([other, label]))
     r = ev.result()
     self.assertEqual((r["exact_accuracy"], r["valid_rate"], r["shortest_rate"]),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import export, loop, solve
-from recur.data import sudoku as sudoku_lib
+from recur.puzzles.sudoku import source as sudoku_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

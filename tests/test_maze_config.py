@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from experiments.configs import maze_trm
-from recur.data.maze import MazeSource
+from recur.puzzles.maze.source import MazeSource
 
 
 def test_paper_and_smoke_default_to_no_augmentation():

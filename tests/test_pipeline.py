@@ -436,19 +436,21 @@ class TestRegistry:
 
   def test_make_source_builds_a_registered_source(self):
     from recur import data
-    assert set(data.SOURCE_NAMES) == {"arc", "sudoku", "maze", "sort", "parity",
-                                      "prefix_sum", "state_tracking", "prepared"}
+    assert set(data.source_names()) == {"arc", "sudoku", "maze", "sort", "parity",
+                                        "prefix_sum", "state_tracking", "prepared"}
     src = data.make_source("parity", n=8, num_train=64, num_test=8)
     assert type(src).__name__ == "ParitySource"
+    assert src.info.family == "algorithmic"
     batch = next(pipeline.TrainIterator(src, 16, seed=0, prefetch=0))
     assert batch["inputs"].shape == (16, 8)
     assert data.DatasetInfo is base.DatasetInfo
 
   def test_unknown_and_missing_sources_are_clear_errors(self, monkeypatch):
     from recur import data
+    from recur.puzzles import registry
     with pytest.raises(ValueError, match="unknown data source 'tetris'"):
       data.make_source("tetris")
-    monkeypatch.setitem(data._REGISTRY, "ghost",
-                        ("recur.data.no_such_module", "Ghost", None, None))
-    with pytest.raises(ImportError, match="'ghost' needs recur.data.no_such"):
-      data.make_source("ghost")
+    monkeypatch.setitem(registry._modules, "ghost", "recur.puzzles.no_such_module")
+    monkeypatch.setitem(registry._source_to_family, "ghost_source", "ghost")
+    with pytest.raises(ImportError, match="'ghost' needs recur.puzzles.no_such"):
+      data.make_source("ghost_source")

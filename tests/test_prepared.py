@@ -10,11 +10,11 @@ from absl.testing import absltest
 import numpy as np
 
 from recur import data
-from recur import eval_arc
-from recur.data import arc_augment as aa
+from recur.puzzles.arc import evaluate as eval_arc
+from recur.puzzles.arc import augment as aa
 from recur.data import pipeline
 from recur.data import prepared
-from recur.data import sudoku
+from recur.puzzles.sudoku import source as sudoku
 from recur.data.base import IGNORE_LABEL_ID, DataError
 
 
@@ -85,7 +85,7 @@ class PreparedTest(absltest.TestCase):
     # Given a prepared generated 4x4 Sudoku (every version of every group),
     # When it is reopened,
     # Then info, groups, versions, names and every example equal the source's.
-    src, ds = self.sudoku, prepared.PreparedSource(self.sudoku_dir)
+    src, ds = self.sudoku, prepared.open_prepared(self.sudoku_dir)
     self.assertEqual(ds.info, src.info)
     self.assertEqual(ds.box, (2, 2))
     for split in src.info.splits:
@@ -106,7 +106,7 @@ class PreparedTest(absltest.TestCase):
     # Given a prepared small ARC source (train examples are translated at random),
     # Then every stored example is the source's for `record_rng`, and the
     # evaluator helpers (pairs, augmentation, task id, canvas) match the source.
-    src, ds = self.arc, prepared.PreparedSource(self.arc_dir)
+    src, ds = self.arc, prepared.open_prepared(self.arc_dir)
     self.assertEqual(ds.info, src.info)
     self.assertEqual(ds.canvas, 6)
     for s, split in enumerate(src.info.splits):
@@ -142,7 +142,8 @@ class PreparedTest(absltest.TestCase):
     # ignored, so --config.data.name=prepared --config.data.path=DIR works.
     ds = data.make_source("prepared", path=self.sudoku_dir, num_aug=1000,
                           box=(3, 3))
-    self.assertIsInstance(ds, prepared.PreparedSource)
+    self.assertIsInstance(ds, prepared.PreparedView)
+    self.assertEqual(ds.info.family, "sudoku")
     self.assertEqual(ds.box, (2, 2))
     with self.assertRaisesRegex(ValueError, "needs path"):
       data.make_source("prepared")
@@ -160,7 +161,7 @@ class PreparedTest(absltest.TestCase):
           np.testing.assert_array_equal(x[k], y[k])
       self.assertEqual(b.steps_per_epoch, a.steps_per_epoch)
     for src, prep in ((self.sudoku, ds),
-                      (self.arc, prepared.PreparedSource(self.arc_dir))):
+                      (self.arc, prepared.open_prepared(self.arc_dir))):
       got = list(pipeline.eval_batches(prep, 8, split="test"))
       want = list(pipeline.eval_batches(src, 8, split="test"))
       self.assertLen(got, len(want))
@@ -172,7 +173,7 @@ class PreparedTest(absltest.TestCase):
     # Given oracle predictions from the prepared ARC test split,
     # Then ArcEvaluator on the prepared source solves everything and writes the
     # same submission as on the original source.
-    ds = prepared.PreparedSource(self.arc_dir)
+    ds = prepared.open_prepared(self.arc_dir)
     evs = [eval_arc.ArcEvaluator(ds), eval_arc.ArcEvaluator(self.arc)]
     for batch in pipeline.eval_batches(ds, 8, split="test", prefetch=0):
       preds = np.where(batch["labels"] == IGNORE_LABEL_ID, aa.PAD,
@@ -291,9 +292,28 @@ class PreparedTest(absltest.TestCase):
     os.remove(f"{d}/arc_pairs.json")
     with self.assertRaisesRegex(DataError, r"arc_pairs\.json: missing"):
       prepared.PreparedSource(d)
-    sudoku_ds = prepared.PreparedSource(self.sudoku_dir)
-    with self.assertRaisesRegex(ValueError, "not prepared from an ARC source"):
-      sudoku_ds.pairs("test", 0)
+    self.assertIsNone(prepared.PreparedSource(self.sudoku_dir).extras("test"))
+
+  def test_datasets_written_before_families_open_as_their_family(self):
+    # Given datasets whose metadata predates DatasetInfo.family (and, for
+    # ARC, names its pairs file under "arc"), as format recur.prepared/1 wrote.
+    def legacy(meta):
+      meta["info"].pop("family")
+      meta["source"]["class"] = meta["source"]["class"].replace(
+          "recur.puzzles.arc.source", "recur.data.arc").replace(
+              "recur.puzzles.sudoku.source", "recur.data.sudoku")
+      if meta.pop("extras"):
+        meta["arc"] = {"pairs": "arc_pairs.json"}
+    arc_dir, sudoku_dir = self._copy(self.arc_dir), self._copy(self.sudoku_dir)
+    for d in (arc_dir, sudoku_dir):
+      self._edit_metadata(d, legacy)
+    # When they are opened, Then each is its family's view, ARC still scored.
+    ds = prepared.open_prepared(arc_dir)
+    self.assertEqual(ds.info.family, "arc")
+    for got, want in zip(ds.pairs("test", 0), self.arc.pairs("test", 0),
+                         strict=True):
+      np.testing.assert_array_equal(got.output, want.output)
+    self.assertEqual(prepared.open_prepared(sudoku_dir).box, (2, 2))
 
   # --------------------------------------------------------------------- CLI
 

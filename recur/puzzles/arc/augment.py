@@ -1,6 +1,6 @@
 """ARC augmentations and the token encoding of grids on a fixed canvas.
 
-An augmentation is a dihedral transform (ids of `recur.data.dihedral`) plus a
+An augmentation is a dihedral transform (ids of `recur.puzzles.dihedral`) plus a
 permutation of the colours 1..9 (colour 0, the background, stays 0). Applied to a
 grid it maps the colours first and then moves the cells; both commute.
 
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recur.data.dihedral import DIHEDRAL_INVERSE, NUM_DIHEDRAL, dihedral
+from recur.puzzles.dihedral import DIHEDRAL_INVERSE, NUM_DIHEDRAL, dihedral
 
 __all__ = [
     "PAD", "EOS", "COLOUR_OFFSET", "NUM_COLOURS", "VOCAB_SIZE",

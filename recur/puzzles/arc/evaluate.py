@@ -30,48 +30,50 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from recur.data import arc_augment as aa
 from recur.data.base import DataError
+from recur.files import write_json_atomic
+from recur.puzzles.arc import augment as aa
+from recur.puzzles.family import Evaluator
+from recur.puzzles.scoring import sigmoid
 
-__all__ = ["ArcEvaluator", "validate_submission", "write_json_atomic",
-           "SUBMISSION_ATTEMPTS", "EMPTY_GRID"]
+__all__ = ["ArcTasks", "ArcEvaluator", "validate_submission",
+           "SUBMISSION_ATTEMPTS", "EMPTY_GRID", "SUBMISSION_FILE"]
 
 SUBMISSION_ATTEMPTS = 2
 EMPTY_GRID = [[0]]
+SUBMISSION_FILE = "submission.json"
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON via a temp file in the same directory and `os.replace`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+class ArcTasks(Protocol):
+  """What ARC scoring and drawing need from a source: the raw pairs of each
+  group and the augmentation of each version, to un-augment predictions and
+  compare them with the truth. `ArcSource`, a prepared ARC dataset
+  (`recur.puzzles.arc.prepared.PreparedArcSource`) and the tasks of a solve
+  run (`recur.puzzles.arc.tasks.ArcTaskSet`) implement it."""
+
+  canvas: int
+
+  def num_groups(self, split: str) -> int: ...
+
+  def pairs(self, split: str, group: int) -> Sequence[Any]:
+    """Raw `ArcPair`s (input, output or None) in example-index order."""
+    ...
+
+  def augmentation(self, split: str, group: int, version: int
+                   ) -> aa.Augmentation: ...
+
+  def task_id(self, split: str, group: int) -> str: ...
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-  x = np.asarray(x, np.float64)
-  return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-class ArcEvaluator:
+class ArcEvaluator(Evaluator):
   """Accumulates predictions of one split of an `ArcSource` and scores them.
 
   Args:
-    source: the `recur.data.arc.ArcSource` the predictions were made on.
+    source: the `ArcTasks` (e.g. an `ArcSource`) the predictions were made on.
     split: which split's groups `update` refers to ("test": scored test inputs;
       "train": every example of each group is a target).
     pass_ks: the K of pass@K.
@@ -105,7 +107,7 @@ class ArcEvaluator:
     group = np.broadcast_to(np.asarray(group), (b,))
     version = np.broadcast_to(np.asarray(version), (b,))
     index = np.broadcast_to(np.asarray(index), (b,))
-    q = np.broadcast_to(_sigmoid(q_halt_logits), (b,))
+    q = np.broadcast_to(sigmoid(q_halt_logits), (b,))
     mask = np.ones(b, bool) if mask is None else np.broadcast_to(
         np.asarray(mask, bool), (b,))
     for r in np.flatnonzero(mask):
@@ -132,27 +134,36 @@ class ArcEvaluator:
                                                   -kv[1][1] / kv[1][0]))
     return [(self._grids[k], int(n), s / n) for k, (n, s) in order]
 
-  def result(self) -> dict[str, float]:
-    """pass@K for each K: per-task mean over test inputs, mean over tasks."""
-    if not self._num_groups:
-      return {f"pass@{k}": 0.0 for k in self.pass_ks}
-    totals = np.zeros(len(self.pass_ks))
+  def add_batch(self, batch, outputs) -> None:
+    self.update(batch["group"], batch["version"], batch["index"], outputs["preds"],
+                outputs["q_halt_logits"], batch.get("mask"))
+
+  def pass_at(self, ks: Sequence[int]) -> dict[str, float] | None:
+    """pass@K for each K over the targets whose output is known: per-task mean
+    over those test inputs, mean over tasks with at least one. None when no
+    output is known (e.g. a Kaggle test file without solutions)."""
+    totals, num_tasks = np.zeros(len(ks)), 0
     for g in range(self._num_groups):
-      pairs = self.source.pairs(self.split, g)
-      solved = np.zeros(len(self.pass_ks))
-      for i, pair in enumerate(pairs):
-        cands = self._votes.get((g, i), {})
-        if not cands:
-          continue
-        order = [k for k, _ in sorted(
-            cands.items(), key=lambda kv: (-kv[1][0], -kv[1][1] / kv[1][0]))]
+      known = [(i, p) for i, p in enumerate(self.source.pairs(self.split, g))
+               if p.output is not None]
+      if not known:
+        continue
+      num_tasks += 1
+      solved = np.zeros(len(ks))
+      for i, pair in known:
+        order = [aa.grid_key(c[0]) for c in self.ranked(g, i)]
         truth = aa.grid_key(pair.output)
         if truth in order:
-          rank = order.index(truth)
-          solved += [rank < k for k in self.pass_ks]
-      totals += solved / len(pairs)
-    return {f"pass@{k}": float(t / self._num_groups)
-            for k, t in zip(self.pass_ks, totals)}
+          solved += [order.index(truth) < k for k in ks]
+      totals += solved / len(known)
+    if not num_tasks:
+      return None
+    return {f"pass@{k}": float(t / num_tasks) for k, t in zip(ks, totals)}
+
+  def result(self) -> dict[str, float]:
+    """pass@K for each K: per-task mean over test inputs, mean over tasks."""
+    res = self.pass_at(self.pass_ks)
+    return res if res is not None else {f"pass@{k}": 0.0 for k in self.pass_ks}
 
   def submission(self) -> dict[str, list[dict[str, list[list[int]]]]]:
     """ARC Prize format: the top 2 candidates per test input, in order."""
@@ -168,10 +179,15 @@ class ArcEvaluator:
       out[self.source.task_id(self.split, g)] = entries
     return out
 
+  def write_files(self, workdir: str) -> list[str]:
+    """Writes submission.json into `workdir`."""
+    self.write_submission(os.path.join(workdir, SUBMISSION_FILE))
+    return [SUBMISSION_FILE]
+
   def write_submission(self, path: str) -> dict[str, Any]:
     """Writes `submission()` to `path` atomically; returns it."""
     sub = self.submission()
-    write_json_atomic(path, sub)
+    write_json_atomic(path, sub, indent=None)
     return sub
 
 
@@ -216,7 +232,7 @@ def validate_submission(obj_or_path: Any, tasks: Any) -> dict[str, Any]:
                       f"{e.colno}: {e.msg}") from e
   else:
     obj = obj_or_path
-  if hasattr(tasks, "scored_task_ids"):
+  if not isinstance(tasks, Mapping):        # an ArcSource
     tasks = {t: len(tasks.test_pairs(t)) for t in tasks.scored_task_ids()}
   counts = {t: n if isinstance(n, int) else len(n) for t, n in tasks.items()}
   if not isinstance(obj, dict):

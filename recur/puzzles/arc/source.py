@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from recur.data import arc_augment as aa
+from recur.puzzles.arc import augment as aa
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, DataError,
                              DatasetInfo, Example)
 
@@ -502,7 +502,7 @@ class ArcSource:
     name = version if path is None else f"arc:{os.path.basename(path)}"
     self.info = DatasetInfo(name=name, seq_len=canvas * canvas,
                             vocab_size=aa.VOCAB_SIZE,
-                            num_puzzle_identifiers=int(first[-1]))
+                            num_puzzle_identifiers=int(first[-1]), family="arc")
 
   @staticmethod
   def _load(version, path, train_subsets, test_subsets, allow_mixed, canvas,

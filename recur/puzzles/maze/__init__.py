@@ -1,0 +1,31 @@
+"""The Maze family (square mazes, shortest path from S to G).
+
+  source.py    encoding, generator, BFS labels, augmentation, CSV; MazeSource
+  evaluate.py  path validity; MazeEvaluator; decode_answer
+  read.py      a user's CSV for experiments.solve
+  draw.py      mazes and the run pictures
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from recur.puzzles.family import PreparedHooks, PuzzleFamily
+from recur.puzzles.maze import draw, read
+from recur.puzzles.maze.evaluate import MazeEvaluator, decode_answer
+from recur.puzzles.maze.source import MazeSource
+
+
+def _source(**kwargs: Any) -> MazeSource:
+  """From CSV files when `path` is given, else generated."""
+  if "path" in kwargs:
+    return MazeSource.from_csv(**kwargs)
+  return MazeSource.generated(**kwargs)
+
+
+FAMILY = PuzzleFamily(
+    name="maze", sources={"maze": _source},
+    evaluator=lambda source, split: MazeEvaluator(),
+    decode=decode_answer, draw=draw.draw_run, read_puzzles=read.read_puzzles,
+    claims_file=read.claims_file,
+    prepared=PreparedHooks(attributes=lambda source: {"size": source.size}),
+    source_classes=("MazeSource",))
