@@ -110,7 +110,8 @@ def _refill_from_layout(restored, empty: dict[str, list]):
 
 # -- checksums -------------------------------------------------------------------
 
-_K1, _K2 = np.uint32(0x9E3779B1), np.uint32(0x85EBCA77)
+# Even multipliers (2 * odd constants, mod 2^32): w = idx * K + 1 is odd.
+_K1, _K2 = np.uint32((2 * 0x9E3779B1) % 2**32), np.uint32((2 * 0x85EBCA77) % 2**32)
 
 
 def _as_uint32(x):
@@ -135,8 +136,8 @@ def _leaf_checksum(x):
   idx = jnp.zeros(y.shape, jnp.uint32)
   for d in range(y.ndim):
     idx = idx * np.uint32(y.shape[d]) + jax.lax.broadcasted_iota(jnp.uint32, y.shape, d)
-  w1 = idx * (2 * _K1) + np.uint32(1)
-  w2 = (idx ^ np.uint32(0x5BD1E995)) * (2 * _K2) + np.uint32(1)
+  w1 = idx * _K1 + np.uint32(1)
+  w2 = (idx ^ np.uint32(0x5BD1E995)) * _K2 + np.uint32(1)
   rot = (y << np.uint32(13)) | (y >> np.uint32(19))
   return jnp.stack([jnp.sum(y * w1, dtype=jnp.uint32), jnp.sum(rot * w2, dtype=jnp.uint32)])
 

@@ -72,12 +72,16 @@ def data_files(path: str | None) -> dict[str, Any]:
   if not root.is_dir():
     return {root.name: _file_digest(root)}
   out = {}
-  for p in sorted(root.rglob("*")):
-    rel = str(p.relative_to(root))
-    if p.is_dir() or any(part.startswith(".") for part in rel.split("/")):
-      continue
-    out[rel] = _file_digest(p)
-  return out
+  todo = [root]
+  while todo:                      # (epath has no recursive glob on gs://)
+    for p in sorted(todo.pop().iterdir()):
+      if p.name.startswith("."):
+        continue
+      if p.is_dir():
+        todo.append(p)
+      else:
+        out[str(p.relative_to(root))] = _file_digest(p)
+  return dict(sorted(out.items()))
 
 
 def run_fingerprint(cfg, global_batch_size: int, source, data_options: dict[str, Any],
