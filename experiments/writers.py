@@ -75,7 +75,9 @@ def _truncate_events(tb_dir: str, step: int) -> tuple[list, list[str]]:
   kept = []
   paths = sorted(glob.glob(os.path.join(tb_dir, "events.out.tfevents.*")))
   for path in paths:
-    for event in event_file_loader.EventFileLoader(path).Load():
+    # Raw records: the parsing loader would turn simple_value into tensors.
+    for record in event_file_loader.RawEventFileLoader(path).Load():
+      event = event_pb2.Event.FromString(record)
       if event.HasField("summary") and event.step <= step:
         kept.append(event)
   return kept, paths
