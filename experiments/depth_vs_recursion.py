@@ -182,13 +182,11 @@ def _eval_splits(source) -> list[str]:
   return sorted(sized, key=lambda s: int(s[6:])) or ["test"]
 
 
-def evaluate_run(rc, workdir: str, num_steps: int, batch_size: int) -> dict[str, Any]:
-  """Exact accuracy after each of `num_steps` segments, per evaluation split."""
-  from experiments import evaluation, loop  # pylint: disable=g-import-not-at-top
-  from recur import sharding  # pylint: disable=g-import-not-at-top
-  cfg, params, _, _ = loop.restore_params(workdir, rc)
-  source = loop.build_source(rc)
-  mesh = sharding.make_mesh()
+def evaluate_run(run, num_steps: int, batch_size: int) -> dict[str, Any]:
+  """Exact accuracy after each of `num_steps` segments, per evaluation split,
+  of a finished `loop.Run` (its final weights, source and mesh)."""
+  from experiments import evaluation  # pylint: disable=g-import-not-at-top
+  cfg, params, source, mesh = run.cfg, run.params, run.source, run.mesh
   exact, count = {}, {}
   for split in _eval_splits(source):
     hits, n = np.zeros(num_steps), 0
@@ -225,12 +223,12 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{arm['cfg'].hidden_size}, depth/segment {arm['depth']} -> {rdir}", flush=True)
       rc = run_config(config, arm, seed)
       t0 = time.time()
-      final = loop.run(rc, rdir)
+      run = loop.run(rc, rdir)
       t1 = time.time()
-      res = evaluate_run(rc, rdir, num_steps, config.eval_batch_size)
+      res = evaluate_run(run, num_steps, config.eval_batch_size)
       res.update(arm=name, seed=int(seed), params=arm["params"],
                  train_seconds=t1 - t0, eval_seconds=time.time() - t1,
-                 final_train={k: float(v) for k, v in final.items()
+                 final_train={k: float(v) for k, v in run.metrics.items()
                               if isinstance(v, (int, float))})
       write_json_atomic(os.path.join(rdir, DONE), res)
       write_report(config, plan, workdir, num_steps)

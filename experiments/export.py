@@ -47,9 +47,8 @@ def export(workdir: str, out: str, step: int | None = None,
            compiled: bool = False) -> tuple[str, str]:
   """Writes the state dict and its config sidecar; returns their paths."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
-  from recur import convert  # pylint: disable=g-import-not-at-top
-  cfg, params, config, step = loop.restore_params(workdir, step=step)
+  from recur import checkpoint, convert  # pylint: disable=g-import-not-at-top
+  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step)
   params = {k: np.asarray(v) if not isinstance(v, dict) else v
             for k, v in params.items()}
   root, ext = os.path.splitext(out)
@@ -66,9 +65,9 @@ def export(workdir: str, out: str, step: int | None = None,
   else:
     convert.save_torch_state_dict(params, out, compiled=compiled)
   side = root + ".json"
-  meta = {"model": dataclasses.asdict(cfg), "data": config.data.to_dict(),
+  meta = {"model": dataclasses.asdict(cfg), "data": config["data"],
           "step": int(step), "workdir": os.path.abspath(workdir),
-          "weights": "ema" if config.optim.get("ema", True) else "raw"}
+          "weights": "ema" if config.get("optim", {}).get("ema", True) else "raw"}
   with open(side, "w") as f:
     json.dump(meta, f, indent=1)
   return out, side

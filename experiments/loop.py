@@ -1,20 +1,30 @@
 """The one training loop behind every entry point.
 
-    run(config, workdir) -> final metrics
+    run(config, workdir) -> Run (state, model config, source, final metrics)
 
 * Builds the dataset (`recur.data.make_source`), the model config (vocab, length
   and puzzle-table size from the data), the mesh, and the jitted train step with
   `NamedSharding`s and donation. Several hosts: every process runs this same
   function; each loads only its share of every global batch.
-* Resumes from the latest Orbax checkpoint in `workdir/checkpoints` when there is
-  one. A checkpoint holds everything for an exact resume: the train state (params,
-  AdamATan2 state, EMA, puzzle-embedding table, ACT carry, RNG, step) and the
-  data iterator position; the model/data fingerprint is saved beside it and a
-  checkpoint of an incompatible config is refused.
+* Holds the workdir lock (`experiments.workdir_lock`): a second run on the same
+  workdir is refused naming the holder; a dead run's lock is taken over.
+* Resumes from the newest good checkpoint in `workdir/checkpoints`
+  (`recur.checkpoint.RunCheckpoints`: damaged ones are reported, skipped and
+  moved aside; checksums catch flipped bits). A checkpoint holds everything for
+  an exact resume: the train state (params, AdamATan2 state, EMA,
+  puzzle-embedding table, ACT carry, RNG, step) and the data iterator position.
+  Its fingerprint (`recur.fingerprint`: model, batch, data options, seed, data
+  files' hashes) must match, else the run is refused naming what changed;
+  changed optimizer settings (a lower learning rate after a divergence) are
+  allowed and printed. `steps` below the checkpoint's step is refused.
 * Metrics are fetched one step late (the host never waits on the step it just
   dispatched, and never has more than two in flight, see docs/training.md on the
-  fake-device all-reduce hang). A non-finite loss stops the run naming the step;
-  no checkpoint is written from a non-finite state, so the last one is good.
+  fake-device all-reduce hang). The step also reports, computed on device,
+  whether the updated parameters and optimizer state are finite and their
+  largest magnitude: a non-finite loss or gradient norm, a non-finite update or
+  parameters above `max_param_abs` (default 1e6; 0: no limit) stop the run
+  naming the step and the last good checkpoint. Every state is checked before it
+  is saved, so no checkpoint holds a non-finite or exploded state.
 * Writes metrics.jsonl, TensorBoard events, config.json and a progress line
   (process 0 only).
 """
@@ -26,22 +36,22 @@ import json
 import logging
 import math
 import os
-import time
+import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from experiments import evaluation
+from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
-from recur import models, sharding, train
+from recur import checkpoint, fingerprint, models, sharding, train
 from recur.data import make_source
 from recur.data.pipeline import TrainIterator, make_global_batch
 
-__all__ = ["run", "build_source", "build_model_config", "RunError"]
+__all__ = ["run", "Run", "build_source", "build_model_config", "RunError"]
 
 log = logging.getLogger("recur")
 
@@ -77,57 +87,64 @@ def _optim_config(config, total_steps: int) -> train.OptimConfig:
                            total_steps=total_steps, **config.optim.to_dict())
 
 
-def _fingerprint(cfg, oc: train.OptimConfig, source) -> dict[str, Any]:
-  """What a checkpoint must agree with to be resumed."""
-  model = {k: v for k, v in dataclasses.asdict(cfg).items()
-           if k not in ("unroll", "remat", "attention_impl")}
-  return {"model": model, "global_batch_size": oc.global_batch_size,
-          "data": {"name": source.info.name, "seq_len": source.info.seq_len,
-                   "vocab_size": source.info.vocab_size,
-                   "num_puzzle_identifiers": source.info.num_puzzle_identifiers}}
+@dataclasses.dataclass
+class Run:
+  """A finished run as the loop leaves it: what the report and the
+  experiments draw from, without restoring the checkpoint or rebuilding data."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  cfg: Any                      # the model config (recur.models)
+  source: Any                   # the data source (recur.data)
+  mesh: jax.sharding.Mesh
+  state: train.TrainState       # the final train state (sharded over mesh)
+  metrics: dict[str, Any]       # last train metrics + final evaluation
+  step: int
+
+  @property
+  def params(self) -> dict[str, Any]:
+    """Eval params (EMA weights if the run keeps an EMA)."""
+    return train.eval_params(self.state)
 
 
-def _diff(a: dict, b: dict, prefix="") -> list[str]:
-  out = []
-  for k in sorted(set(a) | set(b)):
-    va, vb = a.get(k), b.get(k)
-    if isinstance(va, dict) and isinstance(vb, dict):
-      out += _diff(va, vb, f"{prefix}{k}.")
-    elif va != vb:
-      out.append(f"{prefix}{k}: checkpoint {va!r} vs now {vb!r}")
-  return out
+def _guarded_step(state, batch, *, cfg, oc):
+  """train_step plus, on device, whether the new state is finite and the
+  largest parameter magnitude (two scalars; the loss alone is computed before
+  the update it would have to vouch for)."""
+  new, sums = train.train_step(state, batch, cfg=cfg, oc=oc)
+  floats = [x for x in jax.tree.leaves((new.params, new.puzzle_emb, new.ema,
+                                        new.opt_state))
+            if jnp.issubdtype(x.dtype, jnp.floating) and x.size]
+  weights = [x for x in jax.tree.leaves((new.params, new.puzzle_emb))
+             if jnp.issubdtype(x.dtype, jnp.floating) and x.size]
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
+  biggest = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(jnp.float32) for x in weights]))
+  return new, {**sums, "_update_finite": finite, "_param_max_abs": biggest}
 
 
-def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.get("keep_checkpoints", 3),
-      enable_async_checkpointing=config.get("async_checkpointing", True),
-      create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options, item_names=("state", "data", "meta"))
+def _problem(m: dict[str, float], finite: bool, biggest: float, limit: float) -> str | None:
+  if not math.isfinite(m["train/loss"]):
+    return f"non-finite loss {m['train/loss']}"
+  if not math.isfinite(m.get("train/grad_norm", 0.0)):
+    return f"non-finite gradient norm {m['train/grad_norm']}"
+  if not finite:
+    return "non-finite parameters or optimizer state after the update"
+  if limit and not biggest <= limit:
+    return (f"parameters exploded: max |w| = {biggest:.3g} after the update "
+            f"(above max_param_abs={limit:g})")
+  return None
 
 
-def restore_params(workdir: str, config=None, step: int | None = None):
-  """Loads (model config, eval params) of a run's checkpoint for inference."""
-  if config is None:
-    with open(os.path.join(workdir, "config.json")) as f:
-      config = ml_collections.ConfigDict(json.load(f))
-  mngr = _checkpoint_manager(workdir, config)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise RunError(f"{workdir}: no checkpoint to load")
-  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  cfg = models.config_from_dict(meta["model"], where=f"{workdir} checkpoint {step} meta")
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))["state"]
-  mngr.close()
-  state = train.TrainState(*[restored[f] for f in train.TrainState._fields]) \
-      if isinstance(restored, dict) else restored
-  return cfg, jax.tree.map(jnp.asarray, train.eval_params(state)), config, step
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   workdir = os.path.abspath(workdir)
+  lock = WorkdirLock(workdir, jax.process_index(),
+                     stale_s=float(config.get("lock_stale_s", 120.0))).acquire()
+  try:
+    return _run(config, workdir, lock)
+  finally:
+    lock.release()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> Run:
   is_main = jax.process_index() == 0
   source = build_source(config)
   mesh = sharding.make_mesh()
@@ -144,7 +161,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   total = int(config.steps) if config.get("steps") else max(
       1, int(config.epochs * it.steps_per_epoch))
   oc = _optim_config(config, total)
-  fp = _fingerprint(cfg, oc, source)
+  fp = fingerprint.run_fingerprint(cfg, oc.global_batch_size, source,
+                                   config.data.to_dict(), config.seed)
+  optim_now = json_safe(dataclasses.asdict(oc))
 
   # Abstract state -> shardings -> jitted init, so large tables are created
   # directly in their sharded layout.
@@ -154,30 +173,48 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
   state_sh = sharding.state_shardings(abstract, mesh, config.get("table_sharding", "replicated"))
   batch_sh = sharding.batch_sharding(mesh)
-  step_fn = jax.jit(functools.partial(train.train_step, cfg=cfg, oc=oc),
+  step_fn = jax.jit(functools.partial(_guarded_step, cfg=cfg, oc=oc),
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                     donate_argnums=0)
 
-  mngr = _checkpoint_manager(workdir, config)
-  start = mngr.latest_step()
-  if start is not None:
-    meta = mngr.restore(start, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpts = checkpoint.RunCheckpoints(ckpt_dir, keep=config.get("keep_checkpoints", 3),
+                                    async_save=config.get("async_checkpointing", True))
+
+  def check_meta(meta):
+    saved = dict(meta.get("fingerprint", meta))
     # Checkpoints written before the model kind was spelled `name` say `model`.
-    meta = dict(meta, model=models.canonical_fields(meta.get("model", {})))
-    diffs = _diff(meta, json.loads(json.dumps(fp)))
+    saved["model"] = models.canonical_fields(saved.get("model", {}))
+    diffs = fingerprint.diff(saved, fp)
     if diffs:
       raise RunError(
-          f"{workdir}/checkpoints/{start} was written by an incompatible config; "
+          f"{ckpt_dir} was written by an incompatible config or other data; "
           "refusing to resume. Differences:\n  " + "\n  ".join(diffs) +
-          "\nUse a new --workdir or the original config.")
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, state_sh)
-    restored = mngr.restore(start, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_drop_empty(target)), data=ocp.args.JsonRestore()))
-    state = _refill_empty(target, restored["state"])
-    it.set_state(restored["data"])
+          "\nUse a new --workdir or the original config and data.")
+
+  warn = (lambda m: print(f"warning: {m}", file=sys.stderr, flush=True)) if is_main \
+      else (lambda m: None)
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, state_sh)
+  try:
+    found = ckpts.restore_newest(target, check_meta, warn=warn)
+  except checkpoint.CheckpointError as e:
+    ckpts.close()
+    raise RunError(str(e)) from e
+  if found is not None:
+    start, state = found.step, found.state
+    if total < start:
+      ckpts.close()
+      raise RunError(
+          f"steps={total} is below the step of the checkpoint to resume, {start} "
+          f"({ckpt_dir}/{start}); nothing to train and the checkpoint is not rewound. "
+          f"Use --config.steps >= {start} (or more epochs), or a new --workdir.")
+    it.set_state(found.data)
+    for change in fingerprint.optim_changes(found.meta.get("optim"), optim_now):
+      if is_main:
+        print(f"Resuming with a changed optimizer setting (allowed): {change}", flush=True)
     if is_main:
-      print(f"Resumed from {workdir}/checkpoints/{start} (step {start}/{total}).", flush=True)
+      print(f"Resumed from {ckpt_dir}/{start} (step {start}/{total}).", flush=True)
   else:
     start = 0
     state = jax.jit(init_fn, out_shardings=state_sh)(jax.random.PRNGKey(config.seed))
@@ -190,22 +227,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   log_every = max(1, int(config.log_every))
   eval_every = int(config.get("eval_every", 0) or 0)
   ckpt_every = int(config.get("checkpoint_every", 0) or 0)
+  limit = float(config.get("max_param_abs", 1e6) or 0.0)
   last = {}
 
   def save(step, state):
-    mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_drop_empty(state)), data=ocp.args.JsonSave(it.get_state()),
-        meta=ocp.args.JsonSave(fp)), force=True)
+    ckpts.save(step, state, it.get_state(), {"fingerprint": fp, "optim": optim_now})
 
   def handle(step, sums, ex_per_s=None):
     nonlocal last
-    sums = jax.device_get(sums)
+    lock.check()
+    sums = dict(jax.device_get(sums))
+    finite, biggest = bool(sums.pop("_update_finite")), float(sums.pop("_param_max_abs"))
     m = {f"train/{k}": v for k, v in train.reduce_metrics(sums, gb).items()}
-    if not math.isfinite(m["train/loss"]):
-      mngr.wait_until_finished()
-      good = mngr.latest_step()
-      raise RunError(f"non-finite loss {m['train/loss']} at step {step}; stopping. "
-                     f"The last good checkpoint is step {good} in {workdir}/checkpoints.")
+    problem = _problem(m, finite, biggest, limit)
+    if problem:
+      ckpts.wait()
+      good = ckpts.latest_step()
+      where = (f"The last good checkpoint is step {good} ({ckpt_dir}/{good}); "
+               "resume from it with the same command (a lower --config.optim.lr is "
+               "allowed)." if good is not None else "No checkpoint was written.")
+      raise RunError(f"{problem} at step {step}; stopping. {where}")
     last = m
     if step % log_every == 0 or step == total:
       rate = progress.rate(step) if ex_per_s is None else ex_per_s
@@ -226,7 +267,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       want_ckpt = ckpt_every and step % ckpt_every == 0
       want_eval = eval_every and step % eval_every == 0 and step != total
       if want_ckpt or want_eval:
-        handle(*pending)  # never checkpoint a non-finite state
+        handle(*pending)  # never checkpoint an unchecked state
         pending = None
       if want_ckpt:
         save(step, state)
@@ -237,9 +278,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           print(evaluation.format_eval(step, res), flush=True)
     if pending is not None:
       handle(*pending)
-    if mngr.latest_step() != total:
+    if ckpts.latest_step() != total:
       save(total, state)
-    mngr.wait_until_finished()
+    ckpts.wait()
     final = dict(last)
     if config.get("eval_at_end", True):
       res = evaluation.evaluate(config, cfg, train.eval_params(state), source, mesh,
@@ -248,24 +289,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       final.update(res)
       if is_main:
         print(evaluation.format_eval(total, res), flush=True)
-    return final
+    return Run(config=config, workdir=workdir, cfg=cfg, source=source, mesh=mesh,
+               state=state, metrics=final, step=total)
   finally:
     writer.close()
-    mngr.close()
+    ckpts.close()
     it.close()
 
 
-def _drop_empty(tree):
-  """Orbax refuses zero-size arrays (the baseline's carry.z_L is [B, 0, D])."""
-  return jax.tree.map(lambda x: None if x.size == 0 else x, tree)
-
-
-def _refill_empty(target, restored):
-  """Puts the zero-size leaves dropped by `_drop_empty` back (same leaf order)."""
-  kept = iter(jax.tree.leaves(restored))
-  leaves, treedef = jax.tree.flatten(target)
-  return treedef.unflatten([jnp.zeros(t.shape, t.dtype, device=t.sharding)
-                            if t.size == 0 else next(kept) for t in leaves])
+def json_safe(obj):
+  """A JSON round trip (tuples -> lists), so saved and current values compare."""
+  return json.loads(json.dumps(obj))
 
 
 def _example_batch(source) -> dict[str, np.ndarray]:

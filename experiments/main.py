@@ -58,13 +58,15 @@ def entry(name: str, default_variant: str = "demo") -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     initialize_distributed()
     from experiments import loop, report  # pylint: disable=g-import-not-at-top
+    from experiments.workdir_lock import LockHeld  # pylint: disable=g-import-not-at-top
+    from recur.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
-      final = loop.run(FLAGS.config, FLAGS.workdir)
-    except (loop.RunError, ValueError) as e:
-      # Bad data (recur.data.DataError), a bad config or a run that cannot go
-      # on: one clear message, nothing already written is lost.
+      run = loop.run(FLAGS.config, FLAGS.workdir)
+    except (loop.RunError, CheckpointError, LockHeld, ValueError) as e:
+      # Bad data (recur.data.DataError), a bad config, a busy workdir or a run
+      # that cannot go on: one clear message, nothing already written is lost.
       print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
       sys.exit(1)
-    report.final_report(FLAGS.config, FLAGS.workdir, final)
+    report.final_report(run)
 
   app.run(main)

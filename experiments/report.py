@@ -1,6 +1,6 @@
 """What a finished run prints and draws: a results table and PNG pictures.
 
-`final_report(config, workdir, final)` runs after every training run on
+`final_report(run)` runs after every training run (`experiments.loop.Run`) on
 process 0. It prints the results table (pass@1/2 for ARC, exact accuracy per
 supervision step, early exit, the last training metrics) and writes into the
 workdir:
@@ -13,10 +13,11 @@ workdir:
   (and target), and refinement_<family>.png, one test puzzle's prediction
   after step 1, 2, ...
 
-The final weights come from the latest checkpoint (`loop.restore_params`), so
-the training loop needs no hook. Pictures are skipped with `config.pictures =
-False`, and the model-based ones on multi-host runs (restoring there is a
-collective). The report runs one small jitted evaluation: a few seconds.
+The final weights, model config and data source come from the run the loop
+returns (nothing is restored or rebuilt). Pictures are skipped with
+`config.pictures = False`, and the model-based ones on multi-host runs
+(evaluating there is a collective the other processes do not join). The report
+runs one small jitted evaluation: a few seconds.
 """
 from __future__ import annotations
 
@@ -66,17 +67,19 @@ def _train_summary(workdir: str) -> dict[str, float]:
           "train exact_accuracy (last 10%)": last}
 
 
-def final_report(config, workdir: str, final: dict) -> None:
+def final_report(run) -> None:
+  """Prints the results table and writes the pictures of a finished run."""
   if jax.process_index() != 0:
     return
-  table = results_table(final, _train_summary(workdir))
+  config, workdir = run.config, run.workdir
+  table = results_table(run.metrics, _train_summary(workdir))
   if table:
     print("\nResults (evaluation split):\n" + table, flush=True)
   if not config.get("pictures", True):
     return
   t0 = time.time()
   try:
-    written = write_pictures(config, workdir, final)
+    written = write_pictures(run)
   except Exception as e:  # pylint: disable=broad-except
     # Pictures must never turn a finished run into a failed one.
     print(f"warning: pictures not written: {type(e).__name__}: {e}",
@@ -87,16 +90,13 @@ def final_report(config, workdir: str, final: dict) -> None:
           ", ".join(os.path.join(workdir, w) for w in written), flush=True)
 
 
-def sample_predictions(config, workdir: str, num_steps: int | None = None,
+def sample_predictions(run, num_steps: int | None = None,
                        rows: int = _SAMPLE_ROWS) -> dict[str, Any]:
-  """Runs the latest checkpoint on the first `rows` test examples (all their
+  """Runs the run's final weights on the first `rows` test examples (all their
   augmented versions, in evaluation order) for `num_steps` segments, keeping
   every step's predictions."""
-  from experiments import evaluation, loop  # pylint: disable=g-import-not-at-top
-  from recur import sharding  # pylint: disable=g-import-not-at-top
-  cfg, params, _, _ = loop.restore_params(workdir, config)
-  source = loop.build_source(config)
-  mesh = sharding.make_mesh()
+  from experiments import evaluation  # pylint: disable=g-import-not-at-top
+  cfg, params, source, mesh = run.cfg, run.params, run.source, run.mesh
   n_dev = mesh.devices.size
   bs = -(-rows // n_dev) * n_dev
   n = num_steps or cfg.halt_max_steps
@@ -111,9 +111,10 @@ def sample_predictions(config, workdir: str, num_steps: int | None = None,
   return {"cfg": cfg, "source": source, "meta": meta, "out": out}
 
 
-def write_pictures(config, workdir: str, final: dict) -> list[str]:
-  """Writes the PNGs into `workdir`; returns their file names."""
+def write_pictures(run) -> list[str]:
+  """Writes the PNGs into the run's workdir; returns their file names."""
   from recur import viz  # pylint: disable=g-import-not-at-top
+  workdir, final = run.workdir, run.metrics
   written = []
   metrics = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(metrics):
@@ -131,15 +132,7 @@ def write_pictures(config, workdir: str, final: dict) -> list[str]:
                                  trained_steps=len(per_step))
       written.append("accuracy_vs_steps.png")
     return written
-  trained = None
-  try:
-    import json  # pylint: disable=g-import-not-at-top
-    with open(os.path.join(workdir, "model.json")) as f:
-      trained = json.load(f)["model"]["halt_max_steps"]
-  except (OSError, KeyError, ValueError):
-    pass
-  s = sample_predictions(config, workdir,
-                         num_steps=2 * trained if trained else None)
+  s = sample_predictions(run, num_steps=2 * run.cfg.halt_max_steps)
   cfg, source, meta, out = s["cfg"], s["source"], s["meta"], s["out"]
   if len(meta["mask"]):
     curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \

@@ -139,8 +139,8 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
   known) and "source" (what was loaded)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
   from recur import convert  # pylint: disable=g-import-not-at-top
+  from recur.checkpoint import restore_for_inference  # pylint: disable=g-import-not-at-top
   if bool(workdir) == bool(checkpoint):
     raise app.UsageError("give exactly one of --workdir and --checkpoint")
   if checkpoint and checkpoint.endswith((".npz", ".pt", ".pth")):
@@ -172,11 +172,11 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
       workdir = os.path.dirname(path)
     else:
       workdir = path
-  cfg, params, config, step = loop.restore_params(workdir, step=step)
+  cfg, params, config, step = restore_for_inference(workdir, step=step)
   # One device, plain placement: jitted outputs then match their inputs and
   # the fitting loop compiles once.
   params = jax.device_put(params, jax.devices()[0])
-  return cfg, params, {"data": config.data.to_dict(), "source": f"{workdir} step {step}"}
+  return cfg, params, {"data": config["data"], "source": f"{workdir} step {step}"}
 
 
 # ------------------------------------------------------------------ inference

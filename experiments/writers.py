@@ -2,10 +2,17 @@
 
 Only process 0 writes. After a resume from step s, lines of metrics.jsonl for
 steps > s (written by the killed run after its last checkpoint) are dropped, so
-the file of a resumed run equals the file of a run that never stopped.
+the file of a resumed run equals the file of a run that never stopped; the same
+is done to the TensorBoard events (rewritten into one file holding the steps
+<= s), so TensorBoard shows no step twice.
+
+A torn last line of metrics.jsonl (a crash or a full disk mid-write) is
+dropped with a warning; any other line that is not JSON is an error naming
+the file and line.
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -16,9 +23,25 @@ from typing import Any
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from recur.files import read_metrics, write_json_atomic
+from recur.files import MetricsFileError, read_metrics, write_json_atomic
 
-__all__ = ["MetricsWriter", "Progress", "write_json_atomic", "read_metrics"]
+__all__ = ["MetricsWriter", "Progress", "write_json_atomic", "read_metrics",
+           "MetricsFileError"]
+
+
+def _truncate_events(tb_dir: str, step: int) -> tuple[list, list[str]]:
+  """(events with step <= `step`, the existing event files): the caller
+  writes the events into a new file and deletes the old files."""
+  from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=g-import-not-at-top
+  kept = []
+  paths = sorted(glob.glob(os.path.join(tb_dir, "events.out.tfevents.*")))
+  for path in paths:
+    # Raw records: the parsing loader would turn simple_value into tensors.
+    for record in event_file_loader.RawEventFileLoader(path).Load():
+      event = event_pb2.Event.FromString(record)
+      if event.HasField("summary") and event.step <= step:
+        kept.append(event)
+  return kept, paths
 
 
 def _clean(v):
@@ -38,17 +61,30 @@ class MetricsWriter:
     os.makedirs(workdir, exist_ok=True)
     self._truncate_after(resume_step)
     self._jsonl = open(self.path, "a")
-    self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
+    tb_dir = os.path.join(workdir, "tensorboard")
+    kept, old_files = _truncate_events(tb_dir, resume_step)
+    self._tb = EventFileWriter(tb_dir)
+    for event in kept:
+      self._tb.add_event(event)
+    self._tb.flush()
+    for old in old_files:     # (a new file never reuses a name: pid, time)
+      os.remove(old)
 
   def _truncate_after(self, step: int) -> None:
+    """Keeps the rows up to `step`; rewrites the file (so a torn last line
+    goes too) unless it is already exactly that."""
+    if not os.path.exists(self.path):
+      return
     rows = read_metrics(self.path)
     keep = [r for r in rows if r.get("step", 0) <= step]
-    if len(keep) != len(rows):
-      tmp = self.path + ".tmp"
-      with open(tmp, "w") as f:
-        for r in keep:
-          f.write(json.dumps(r, sort_keys=True) + "\n")
-      os.replace(tmp, self.path)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
+    with open(self.path) as f:
+      if f.read() == text:
+        return
+    tmp = self.path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(text)
+    os.replace(tmp, self.path)
 
   def write(self, step: int, scalars: dict[str, Any]) -> None:
     if not self.enabled:

@@ -4,7 +4,8 @@
   `os.replace`, so a crash never leaves half a file (run configs, submissions,
   solve outputs, sweep results).
 * `read_metrics`: the rows of a metrics.jsonl; a torn last line (a run killed
-  while writing) is skipped rather than failing the reader.
+  while writing, a full disk) is dropped with a warning, any other bad line is
+  an error naming file and line.
 * `cached_npz`: a generated data set stored once under a key of its
   parameters (Sudoku and Maze generators), written atomically.
 """
@@ -13,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["write_json_atomic", "read_metrics", "cached_npz"]
+__all__ = ["write_json_atomic", "read_metrics", "MetricsFileError", "cached_npz"]
 
 
 def _atomic(path: str, suffix: str, write: Callable[[Any], None], mode: str) -> None:
@@ -45,19 +47,34 @@ def write_json_atomic(path: str, obj: Any, *, indent: int | None = 1,
           "w")
 
 
-def read_metrics(path: str) -> list[dict[str, Any]]:
-  """Rows of a metrics.jsonl ([] if the file does not exist; bad lines skipped)."""
-  rows = []
+class MetricsFileError(ValueError):
+  """A metrics.jsonl line that is not JSON (not a torn last line)."""
+
+
+def read_metrics(path: str, warn=None) -> list[dict[str, Any]]:
+  """The rows of a metrics.jsonl ([] if the file does not exist). A torn last
+  line is dropped (reported via `warn`, default stderr); any other bad line
+  raises MetricsFileError naming the file and line."""
   if not os.path.exists(path):
-    return rows
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if not line.strip():
-        continue
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
+    return []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = f.read().split("\n")
+  numbered = [(i + 1, l) for i, l in enumerate(lines) if l.strip().strip("\x00")]
+  rows = []
+  for j, (num, line) in enumerate(numbered):
+    try:
+      row = json.loads(line)
+      if not isinstance(row, dict):
+        raise ValueError(f"a {type(row).__name__}, not an object")
+    except ValueError as e:
+      if j == len(numbered) - 1:
+        msg = (f"warning: {path} line {num}: dropping a torn last line "
+               f"({len(line)} characters; a crash or full disk mid-write)")
+        (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(msg)
+        break
+      raise MetricsFileError(f"{path} line {num}: not a JSON object ({e}): "
+                             f"{line[:80]!r}") from e
+    rows.append(row)
   return rows
 
 

@@ -86,26 +86,21 @@ def test_refinement_curves_and_steps_png(tmp_path):
       == (340, 500)
 
 
-@pytest.fixture(scope="session")
-def arc_workdir(tmp_path_factory):
-  """The ARC smoke run (shared with test_solve within one session)."""
-  wd = tmp_path_factory.getbasetemp() / "smoke_arc_trm"
-  if not (wd / "DONE").exists():
-    config = importlib.import_module("experiments.configs.arc_trm").get_config("smoke")
-    config.update(steps=2, checkpoint_every=2, eval_at_end=False)
-    loop.run(config, str(wd))
-    (wd / "DONE").write_text("ok")
-  return str(wd)
+@pytest.fixture(scope="module")
+def arc_run(tmp_path_factory):
+  """The ARC smoke run, as the training loop returns it."""
+  config = importlib.import_module("experiments.configs.arc_trm").get_config("smoke")
+  config.update(steps=2, checkpoint_every=2, eval_at_end=False)
+  return loop.run(config, str(tmp_path_factory.mktemp("report_arc_trm")))
 
 
-def test_final_report_writes_pictures(arc_workdir, capsys):
+def test_final_report_writes_pictures(arc_run, capsys):
   # Given a finished run and its final metrics.
-  config = loop.ml_collections.ConfigDict(
-      json.load(open(os.path.join(arc_workdir, "config.json"))))
-  final = {"eval/pass@1": 0.0, "eval/pass@2": 0.5, "eval/exact_accuracy": 0.25,
-           "eval/exact_accuracy@1": 0.125, "eval/exact_accuracy@2": 0.25}
-  # When the report runs.
-  report.final_report(config, arc_workdir, final)
+  arc_run.metrics = {"eval/pass@1": 0.0, "eval/pass@2": 0.5, "eval/exact_accuracy": 0.25,
+                     "eval/exact_accuracy@1": 0.125, "eval/exact_accuracy@2": 0.25}
+  arc_workdir = arc_run.workdir
+  # When the report runs (from the run in memory: nothing restored).
+  report.final_report(arc_run)
   # Then it prints the table and writes the four pictures.
   out = capsys.readouterr().out
   assert "| pass@2" in out and "exact_accuracy after step 2" in out

@@ -24,6 +24,8 @@ def base() -> ml_collections.ConfigDict:
   c.table_sharding = "replicated"   # or "rows": puzzle table split over devices
   c.prefetch = 2
   c.pictures = True            # PNGs (curves, examples, refinement) after the run
+  c.max_param_abs = 1e6        # stop if any weight exceeds this (0: no limit)
+  c.lock_stale_s = 120.0       # a workdir lock without heartbeat this long is taken over
   c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
   return c
 

@@ -1,0 +1,130 @@
+"""What a checkpoint must agree with to be resumed, and how to say what changed.
+
+A run's fingerprint (saved in every checkpoint's meta and as model.json):
+
+* "model": the model config (minus execution-only fields: unroll, remat,
+  attention implementation), "global_batch_size";
+* "data": the source's name, shapes and puzzle-table size; "options": the data
+  options the source was built from (e.g. Sudoku's generator seed, number of
+  augmentations; a file path is not compared, its content is); "seed": the
+  run's seed (it orders the training data); "files": for data read from
+  `path`, each file's size and SHA-256 (files over 64 MiB: size plus the hash
+  of three 1 MiB samples, start/middle/end, so startup stays fast); "source":
+  the source's own `describe()` (counts, statistics).
+
+`diff(saved, now)` lists differing fields. A field the checkpoint does not
+record (written by an older version) is not a difference, so older
+checkpoints still resume; `describe()` entries are compared only where both
+sides have them (a source may add statistics). The optimizer settings are not
+part of the fingerprint: changing the learning rate on resume (the usual answer
+to a divergence) is allowed and reported by `optim_changes`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from etils import epath
+
+__all__ = ["run_fingerprint", "data_files", "diff", "optim_changes"]
+
+_SAMPLE = 1 << 20
+_WHOLE_FILE_LIMIT = 64 << 20
+_EXECUTION_ONLY = ("unroll", "remat", "attention_impl")
+_NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path")
+
+
+def _jsonable(obj):
+  return json.loads(json.dumps(obj, sort_keys=True, default=_default))
+
+
+def _default(o):
+  if hasattr(o, "tolist"):
+    return o.tolist()
+  if isinstance(o, (set, frozenset)):
+    return sorted(o)
+  return str(o)
+
+
+def _file_digest(p: epath.Path) -> dict[str, Any]:
+  size = p.stat().length
+  h = hashlib.sha256()
+  with p.open("rb") as f:
+    if size <= _WHOLE_FILE_LIMIT:
+      for chunk in iter(lambda: f.read(_SAMPLE), b""):
+        h.update(chunk)
+      return {"size": size, "sha256": h.hexdigest()}
+    for off in (0, size // 2, size - _SAMPLE):
+      f.seek(off)
+      h.update(f.read(_SAMPLE))
+  return {"size": size, "sha256_sampled": h.hexdigest()}
+
+
+def data_files(path: str | None) -> dict[str, Any]:
+  """{relative file name: size and hash} of a data file or directory."""
+  if not path:
+    return {}
+  root = epath.Path(path)
+  if not root.exists():
+    return {}          # the source reports a missing path itself
+  if not root.is_dir():
+    return {root.name: _file_digest(root)}
+  out = {}
+  todo = [root]
+  while todo:                      # (epath has no recursive glob on gs://)
+    for p in sorted(todo.pop().iterdir()):
+      if p.name.startswith("."):
+        continue
+      if p.is_dir():
+        todo.append(p)
+      else:
+        out[str(p.relative_to(root))] = _file_digest(p)
+  return dict(sorted(out.items()))
+
+
+def run_fingerprint(cfg, global_batch_size: int, source, data_options: dict[str, Any],
+                    seed: int) -> dict[str, Any]:
+  """The fingerprint of a run (see the module docstring)."""
+  model = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _EXECUTION_ONLY}
+  info = source.info
+  describe = {}
+  if hasattr(source, "describe"):
+    describe = {k: v for k, v in source.describe().items() if k != "path"}
+  return _jsonable({
+      "model": model, "global_batch_size": global_batch_size, "seed": int(seed),
+      "data": {"name": info.name, "seq_len": info.seq_len, "vocab_size": info.vocab_size,
+               "num_puzzle_identifiers": info.num_puzzle_identifiers,
+               "options": {k: v for k, v in data_options.items() if k not in _NOT_DATA},
+               "files": data_files(data_options.get("path")),
+               "source": describe}})
+
+
+def diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
+  """'field: checkpoint X vs now Y' for each difference (see module doc)."""
+  out = []
+  lenient = prefix == "data.source."
+  strict = prefix == "data.files."     # a file added to the data is a change
+  for k in sorted(set(saved) | set(now)):
+    if (k not in saved and not strict) or (lenient and k not in now):
+      continue
+    a, b = saved.get(k), now.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += diff(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: checkpoint {_short(a)} vs now {_short(b)}")
+  return out
+
+
+def _short(v) -> str:
+  s = repr(v)
+  return s if len(s) <= 80 else s[:77] + "..."
+
+
+def optim_changes(saved: dict | None, now: dict) -> list[str]:
+  """Optimizer settings that differ from the checkpoint's (allowed)."""
+  if not saved:
+    return []
+  return [f"optim.{k}: {saved[k]!r} -> {now.get(k)!r}" for k in sorted(saved)
+          if k in now and saved[k] != now[k]]
