@@ -201,6 +201,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
   except checkpoint.CheckpointError as e:
     ckpts.close()
     raise RunError(str(e)) from e
+  except BaseException:
+    ckpts.close()
+    raise
   if found is not None:
     start, state = found.step, found.state
     if total < start:
@@ -222,7 +225,11 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
     write_json_atomic(os.path.join(workdir, "model.json"), fp)
 
-  writer = MetricsWriter(workdir, enabled=is_main, resume_step=start)
+  try:
+    writer = MetricsWriter(workdir, enabled=is_main, resume_step=start)
+  except BaseException:
+    ckpts.close()
+    raise
   progress = Progress(total, start, gb, enabled=is_main)
   log_every = max(1, int(config.log_every))
   eval_every = int(config.get("eval_every", 0) or 0)
