@@ -191,6 +191,12 @@ class RecurArc(PuzzleBuilder):
                                "training, 1000 versions per task",
                    source="arc", kwargs={"version": "arc1", "num_versions": 1000},
                    manual_path_key="extra_subsets"),
+      PuzzleConfig(name="conceptarc_smoke", description="smoke + 3 small tasks "
+                   "of a ConceptARC corpus (--manual_dir) in training (tests)",
+                   source="arc", kwargs={"version": "arc1", "num_versions": 2,
+                                         "canvas": 10, "max_grid_size": 10,
+                                         "max_tasks": 3},
+                   manual_path_key="extra_subsets"),
       PuzzleConfig(name="smoke", description="3 small ARC-AGI-1 tasks per subset, "
                    "2 versions, 10x10 canvas (tests)", source="arc",
                    kwargs={"version": "arc1", "num_versions": 2, "canvas": 10,
