@@ -33,3 +33,34 @@ def test_python_example_runs():
                        cwd=ROOT, check=False, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.startswith("(8, 16, 12)")
+
+
+def test_flax_example_runs():
+  text = _readme()
+  code = re.search(r"^## Using recur from Flax.*?```python\n(.*?)```", text,
+                   re.S | re.M).group(1)
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, check=False, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().endswith("(8, 16, 10)")
+
+
+def test_tfds_commands_run(tmp_path):
+  # The section's shell commands (but the pip line) and its Python reader, with
+  # /tmp/recur_tfds* moved into a temporary directory.
+  text = _readme()
+  section = re.search(r"^## Datasets with TFDS\n(.*?)^## ", text, re.S | re.M).group(1)
+  shell = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  lines = [l for l in shell.splitlines() if l.strip()]
+  assert lines[0].startswith("pip install") and "[tfds]" in lines[0]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  for line in lines[1:] + [f"{sys.executable} -c '{code}'"]:
+    line = line.replace("/tmp/recur_tfds", str(tmp_path / "recur_tfds"))
+    line = re.sub(r"^python ", f"{sys.executable} ", line)
+    out = subprocess.run(line, shell=True, capture_output=True, text=True, cwd=ROOT,
+                         env=env, check=False, timeout=600)
+    assert out.returncode == 0, line + "\n" + out.stdout[-2000:] + out.stderr[-2000:]
+  assert out.stdout.strip().endswith("(8, 16)")
+  with open(tmp_path / "recur_tfds_run" / "metrics.jsonl") as f:
+    assert any('"train/loss"' in l for l in f)

@@ -17,6 +17,8 @@ matters for its family. The built-in names:
   state_tracking  StateTrackingSource(**kwargs): running products in S_k
   prepared    a directory written by `recur.data.prepared.prepare`, opened
               as its family's source (other options are ignored)
+  tfds        TfdsSource.open(builder=NAME/CONFIG, data_dir=DIR) or (path=DIR):
+              a dataset built by `recur.tfds` (other options are ignored)
 
 Families registered with `recur.puzzles.register_family` add their names.
 """
@@ -31,12 +33,13 @@ __all__ = ["IGNORE_LABEL_ID", "PAD_ID", "BLANK_PUZZLE_ID", "DatasetInfo", "Examp
            "PuzzleSource", "DataError", "source_names", "make_source"]
 
 PREPARED = "prepared"
+TFDS = "tfds"
 
 
 def source_names() -> tuple[str, ...]:
   """Every name `make_source` knows, "prepared" included."""
   from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
-  return registry.source_names() + (PREPARED,)
+  return registry.source_names() + (PREPARED, TFDS)
 
 
 def make_source(name: str, **kwargs: Any) -> PuzzleSource:
@@ -44,5 +47,8 @@ def make_source(name: str, **kwargs: Any) -> PuzzleSource:
   if name == PREPARED:
     from recur.data import prepared  # pylint: disable=g-import-not-at-top
     return prepared.open_prepared(**kwargs)
+  if name == TFDS:
+    from recur.data import tfds_source  # pylint: disable=g-import-not-at-top
+    return tfds_source.TfdsSource.open(**kwargs)
   from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
   return registry.make_source(name, **kwargs)

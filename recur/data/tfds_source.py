@@ -1,0 +1,204 @@
+"""A TFDS dataset built by `recur.tfds` as a `PuzzleSource`.
+
+    make_source("tfds", builder="recur_sudoku/smoke", data_dir=DIR)
+    make_source("tfds", path=DIR + "/recur_sudoku/smoke/1.0.0")   # or its parent
+
+reads the array_record files through `tfds` (`as_data_source`, random access,
+no TensorFlow) and the dataset's metadata.json (version counts, record offsets,
+group names, ARC pairs and augmentations, written by the builder), so the
+pipeline, its exact resume (the iterator state is a position in the group
+order, as for every source), the training loop and the evaluators run on it
+unchanged. From an experiment: `--config.data.name=tfds
+--config.data.path=DIR/recur_sudoku/smoke` (options meant for the original
+source, e.g. the config's `box`, are ignored: the dataset was fixed when it was
+built). `gs://` data dirs work wherever tfds/etils can read them.
+
+Examples of a version are the stored ones; `rng` is ignored (ARC train records
+keep the translation drawn at build time, as in `recur.data.prepared`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from recur.data.base import DataError, DatasetInfo, Example
+
+__all__ = ["TfdsSource"]
+
+_log = logging.getLogger(__name__)
+
+
+def _resolve_dir(path: str):
+  """A builder directory (with dataset_info.json), or a config directory whose
+  newest version subdirectory is used."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  p = epath.Path(path)
+  if (p / "dataset_info.json").exists():
+    return p
+  versions = sorted((d for d in p.iterdir() if (d / "dataset_info.json").exists()),
+                    key=lambda d: tuple(int(x) for x in d.name.split(".")
+                                        if x.isdigit()))
+  if not versions:
+    raise DataError(f"{path}: not a built TFDS dataset (no dataset_info.json "
+                    "here or in a version subdirectory); build it with "
+                    "`tfds build` / download_and_prepare (recur.tfds)")
+  return versions[-1]
+
+
+class TfdsSource:
+  """A `recur.tfds` dataset (recur_arc, recur_sudoku, recur_maze) as a source."""
+
+  def __init__(self, tfds_builder, where: str):
+    self.where = where
+    self._builder = tfds_builder
+    meta = tfds_builder.info.metadata
+    if not meta or "info" not in meta or "splits" not in meta:
+      raise DataError(f"{where}: metadata.json has no recur 'info'/'splits' "
+                      "(not built by recur.tfds)")
+    info = meta["info"]
+    try:
+      self.info = DatasetInfo(name=info["name"], seq_len=int(info["seq_len"]),
+                              vocab_size=int(info["vocab_size"]),
+                              num_puzzle_identifiers=int(info["num_puzzle_identifiers"]),
+                              splits=tuple(info["splits"]),
+                              family=str(info.get("family", "")))
+    except (KeyError, TypeError) as e:
+      raise DataError(f"{where}: metadata.json field 'info': {e}") from e
+    for k, v in dict(meta.get("attributes", {})).items():
+      setattr(self, k, tuple(v) if isinstance(v, list) else v)
+    self.metadata = meta
+    self._splits: dict[str, dict[str, Any]] = {}
+    self._sources: dict[str, Any] = {}
+    self._arc = bool(meta.get("arc"))
+    for split in self.info.splits:
+      m = meta["splits"].get(split)
+      if m is None:
+        raise DataError(f"{where}: metadata.json splits.{split} missing")
+      versions = [int(n) for n in m["num_versions"]]
+      offsets = np.asarray(m["record_offsets"], np.int64)
+      first = np.concatenate([[0], np.cumsum(versions)]).astype(np.int64)
+      if len(offsets) != first[-1] + 1:
+        raise DataError(f"{where}: metadata.json splits.{split}: "
+                        f"{len(offsets)} record_offsets for {first[-1]} versions")
+      n_records = tfds_builder.info.splits[split].num_examples
+      if offsets[-1] != n_records:
+        raise DataError(f"{where}: split {split} has {n_records} records, "
+                        f"metadata.json says {int(offsets[-1])}")
+      self._splits[split] = {"versions": versions, "offsets": offsets,
+                             "first": first, "names": list(m["group_names"]),
+                             "augs": m.get("augmentations"),
+                             "pairs": m.get("pairs")}
+    self._pair_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
+
+  @classmethod
+  def open(cls, path: str | None = None, *, builder: str | None = None,
+           data_dir: str | None = None, **ignored: Any) -> "TfdsSource":
+    """`make_source("tfds", builder=NAME/CONFIG, data_dir=DIR)` or
+    `make_source("tfds", path=BUILT_DIR)`; other options are logged and ignored."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    if ignored:
+      _log.info("tfds dataset ignores source options %s", sorted(ignored))
+    if builder:
+      import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
+      b = tfds.builder(builder, data_dir=data_dir)
+      where = f"{builder} in {b.data_dir}"
+      if not b.is_prepared():
+        raise DataError(f"{where}: not built; run `tfds build "
+                        f"--imports=recur.tfds --datasets={builder} "
+                        f"--data_dir={data_dir}`")
+    elif path:
+      d = _resolve_dir(path)
+      b = tfds.builder_from_directory(d)
+      where = str(d)
+    else:
+      raise ValueError("the tfds source needs builder=NAME/CONFIG (with "
+                       "data_dir) or path=<built dataset directory>")
+    return cls(b, where)
+
+  # -- PuzzleSource ---------------------------------------------------------
+
+  def _split(self, split: str) -> dict[str, Any]:
+    if split not in self._splits:
+      raise KeyError(f"{self.where}: no split {split!r} ({list(self._splits)})")
+    return self._splits[split]
+
+  def _records(self, split: str):
+    if split not in self._sources:
+      self._sources[split] = self._builder.as_data_source(split=split)
+    return self._sources[split]
+
+  def num_groups(self, split: str) -> int:
+    return len(self._split(split)["versions"])
+
+  def num_versions(self, split: str, group: int) -> int:
+    return self._split(split)["versions"][group]
+
+  def _row(self, split: str, group: int, version: int) -> int:
+    s = self._split(split)
+    if not 0 <= version < s["versions"][group]:
+      raise IndexError(f"{self.where}: {split} group {group} has "
+                       f"{s['versions'][group]} versions, asked for {version}")
+    return int(s["first"][group]) + version
+
+  def examples(self, split: str, group: int, version: int,
+               rng: np.random.Generator | None = None) -> Sequence[Example]:
+    del rng  # fixed at build time
+    s = self._split(split)
+    r = self._row(split, group, version)
+    lo, hi = int(s["offsets"][r]), int(s["offsets"][r + 1])
+    ds = self._records(split)
+    keys = list(range(lo, hi))
+    recs = ds.__getitems__(keys) if hasattr(ds, "__getitems__") else [ds[k] for k in keys]
+    out = []
+    for rec in recs:
+      if (int(rec["group"]), int(rec["version"])) != (group, version):
+        raise DataError(f"{self.where}: {split} record for group {group} "
+                        f"version {version} says group {int(rec['group'])} "
+                        f"version {int(rec['version'])}")
+      out.append(Example(inputs=np.asarray(rec["inputs"], np.int32),
+                         labels=np.asarray(rec["labels"], np.int32),
+                         puzzle_identifier=int(rec["puzzle_identifier"]),
+                         group=group, version=version, index=int(rec["index"])))
+    return out
+
+  def group_name(self, split: str, group: int) -> str:
+    return self._split(split)["names"][group]
+
+  def describe(self) -> dict[str, Any]:
+    return {"name": self.info.name, "tfds": self.where,
+            "source": dict(self.metadata.get("describe", {})),
+            "splits": {s: {"groups": self.num_groups(s),
+                           "records": int(self._splits[s]["offsets"][-1])}
+                       for s in self._splits}}
+
+  # -- ARC evaluator helpers (as ArcSource / PreparedSource) ----------------
+
+  def _need_arc(self) -> None:
+    if not self._arc:
+      raise ValueError(f"{self.where} was not built from an ARC source")
+
+  def task_id(self, split: str, group: int) -> str:
+    self._need_arc()
+    return self.group_name(split, group)
+
+  def scored_task_ids(self, split: str = "test") -> list[str]:
+    self._need_arc()
+    return list(self._split(split)["names"])
+
+  def pairs(self, split: str, group: int) -> tuple[Any, ...]:
+    self._need_arc()
+    from recur.puzzles.arc.source import ArcPair  # pylint: disable=g-import-not-at-top
+    key = (split, group)
+    if key not in self._pair_cache:
+      self._pair_cache[key] = tuple(
+          ArcPair(np.asarray(i, np.uint8), None if o is None else np.asarray(o, np.uint8))
+          for i, o in self._split(split)["pairs"][group])
+    return self._pair_cache[key]
+
+  def augmentation(self, split: str, group: int, version: int):
+    self._need_arc()
+    from recur.puzzles.arc import augment as aa  # pylint: disable=g-import-not-at-top
+    row = self._split(split)["augs"][self._row(split, group, version)]
+    return aa.Augmentation(int(row[0]), tuple(int(c) for c in row[1:]))

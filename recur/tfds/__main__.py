@@ -1,0 +1,32 @@
+"""`python -m recur.tfds build DATASET[/CONFIG] --data_dir=DIR [--manual_dir=...]`
+
+The `tfds build` command without TensorFlow: tensorflow-datasets 4.9's `tfds`
+entry point imports TensorFlow for its `convert_format` command, so it fails
+where TensorFlow is not installed; this runs the same `build` command (same
+options: --data_dir, --manual_dir, --config, --overwrite, ...; see `tfds build
+--help` where TF is installed) with `--imports=recur.tfds` added, so the recur
+builders are found. With TensorFlow installed, `tfds build --imports=recur.tfds
+recur_sudoku/smoke --data_dir=DIR` is equivalent.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  import simple_parsing  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.scripts.cli import build  # pylint: disable=g-import-not-at-top
+  import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
+  args = list(sys.argv[1:] if argv is None else argv)
+  if not args or args[0] != "build":
+    raise SystemExit("usage: python -m recur.tfds build DATASET[/CONFIG] "
+                     "--data_dir=DIR [--manual_dir=DIR] [--overwrite]")
+  build_args = simple_parsing.parse(build.Args, args=args[1:])
+  build_args.execute()
+
+
+if __name__ == "__main__":
+  main()
