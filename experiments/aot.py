@@ -18,7 +18,7 @@ the CPU-sized ones). `--batch` is per chip. The puzzle table is the real one
 
 Implementation choices are made for the target, never from the (CPU) backend
 this runs on: attention `recur.attention.resolve_impl(..., platform)` (cuDNN on
-GPUs, the Pallas flash kernel on TPUs), remat `recur.plans.default_remat`.
+GPUs, the Pallas flash kernel on TPUs), remat `recur.plans.resolve_remat(cfg, platform)`.
 
 Fields: `case`, `target`, `batch` (per chip), `batch_per_device`,
 `num_devices`, `peak_mem_gb` (per device, XLA's buffer plan:
@@ -130,7 +130,7 @@ def plan_config(plan: Plan, target: Target):
                                 dtype=cfg.dtype, head_dim=cfg.hidden_size // cfg.num_heads)
   remat = plan.remat
   if remat is None:
-    remat = plans.default_remat(cfg, target.platform)
+    remat = plans.resolve_remat(cfg, target.platform)
   remat = None if str(remat).lower() in ("", "none") else remat
   return cfg.replace(attention_impl=impl, remat=remat)
 

@@ -120,8 +120,9 @@ def _dot_flops(out_shape: str, lhs_shape: str, args: str) -> float:
   lhs = _arrays(lhs_shape)
   if not out or not lhs:
     return 0.0
-  contract = math.prod(lhs[0][1][d] for d in _dims_attr(args, "lhs_contracting_dimensions")
-                       if d < len(lhs[0][1]))
+  dims = (_dims_attr(args, "lhs_contracting_dims")          # HLO dot
+          or _dims_attr(args, "lhs_contracting_dimensions"))  # cuBLAS config
+  contract = math.prod(lhs[0][1][d] for d in dims if d < len(lhs[0][1]))
   return 2.0 * math.prod(out[0][1]) * contract
 
 

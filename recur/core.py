@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from recur import layers
+from recur import layers, plans
 
 __all__ = ["ModelConfig", "InnerCarry", "SegmentOutput", "embed_inputs", "segment_inputs",
            "output_heads", "init_io", "recurse", "remat_policy"]
@@ -69,7 +69,7 @@ class ModelConfig:
   act_eval: bool = False           # Q-head halting in act_step(train=False) too
   compute_dtype: str = "bfloat16"
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
-  remat: str | None = None         # None or a jax.checkpoint_policies name
+  remat: str | None = "auto"       # "auto" (recur.plans: by platform), None, or a policy name
   attention_impl: str | None = None  # None/"xla"/"cudnn"
 
   def __post_init__(self):
@@ -249,7 +249,7 @@ def recurse(level: Callable[[Params, Array, Array], Array], p_L: Params,
   z_H, z_L = sg(z_H), sg(z_L)
 
   # Differentiated tail.
-  policy = remat_policy(cfg.remat)
+  policy = remat_policy(plans.resolve_remat(cfg))
   lvl = jax.checkpoint(level, policy=policy) if policy is not None else level
   z_L = _repeat(lambda zl: lvl(p_L, zl, z_H + x), z_L, grad_L, cfg.unroll)
   z_H = lvl(p_H, z_H, z_L)
