@@ -92,8 +92,8 @@ class ModelConfig:
   act_eval: bool = False           # Q-head halting in act_step(train=False) too
   compute_dtype: str = "bfloat16"
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
-  remat: str | None = None         # None or a jax.checkpoint_policies name
-  attention_impl: str | None = None  # None/"xla"/"cudnn"
+  remat: str | None = "auto"       # "auto" (recur.plans: by platform), None, or a policy name
+  attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
 
   def __post_init__(self):
     if self.pos_encodings not in POS_ENCODINGS:

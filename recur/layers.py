@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recur import attention as attention_lib
+
 __all__ = [
     "LayerConfig", "swiglu_width", "trunc_normal", "rms_norm", "embedding_lookup",
     "rope_tables",
@@ -47,7 +49,7 @@ class LayerConfig:
   seq_len: int                   # full sequence length, puzzle prefix included
   mlp_t: bool = False            # token-mixing SwiGLU instead of attention
   rms_norm_eps: float = 1e-5
-  attention_impl: str | None = None  # None (XLA picks), "xla", "cudnn"
+  attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
 
   @property
   def head_dim(self) -> int:
@@ -184,26 +186,10 @@ def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
   if rope is not None:
     q = apply_rope(q, *rope)
     key = apply_rope(key, *rope)
-  impl = _attention_impl(cfg, q)
-  try:
-    out = jax.nn.dot_product_attention(q, key, v, is_causal=False, implementation=impl)
-  except (ValueError, NotImplementedError, RuntimeError):
-    if cfg.attention_impl not in (None, "auto"):
-      raise  # asked for explicitly: say why it cannot be used
-    # "auto" picked cuDNN, which refused these shapes/this GPU: XLA instead.
-    out = jax.nn.dot_product_attention(q, key, v, is_causal=False)
+  impl = attention_lib.resolve_impl(cfg.attention_impl, dtype=q.dtype,
+                                    head_dim=k)
+  out = attention_lib.dot_product_attention(q, key, v, impl)
   return _dense(out.reshape(b, s, n * k), o_XD)
-
-
-def _attention_impl(cfg: LayerConfig, q: Array) -> str | None:
-  """"auto"/None: cuDNN's fused kernel on GPUs in bf16/fp16 (XLA's default
-  keeps [B, N, S, S] score matrices alive for the backward pass), else XLA."""
-  if cfg.attention_impl not in (None, "auto"):
-    return cfg.attention_impl
-  if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-      and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128):
-    return "cudnn"
-  return None
 
 
 def swiglu(x: Array, gate_up: Array, down: Array) -> Array:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import jax
 
+from recur import plans
 from recur.config import InnerCarry, ModelConfig
 
 __all__ = ["recurse", "repeat", "remat_policy", "grad_L_updates"]
@@ -76,7 +77,7 @@ def recurse(level: Callable[[Params, Array, Array], Array], p_L: Params,
   z_H, z_L = sg(z_H), sg(z_L)
 
   # Differentiated tail.
-  policy = remat_policy(cfg.remat)
+  policy = remat_policy(plans.resolve_remat(cfg))
   lvl = jax.checkpoint(level, policy=policy) if policy is not None else level
   z_L = repeat(lambda zl: lvl(p_L, zl, z_H + x), z_L, grad_L, cfg.unroll)
   z_H = lvl(p_H, z_H, z_L)

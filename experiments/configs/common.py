@@ -35,7 +35,7 @@ def trm_model(**kw) -> ml_collections.ConfigDict:
            H_cycles=3, L_cycles=4, pos_encodings="rope", puzzle_emb_ndim=512,
            puzzle_emb_len=16, halt_max_steps=16, halt_exploration_prob=0.1,
            mlp_t=False, grad_mode="full", act_continue=False,
-           compute_dtype="bfloat16", unroll=True, remat=placeholder(str),
+           compute_dtype="bfloat16", unroll=True, remat="auto",
            attention_impl=placeholder(str))
   m.update(kw)
   return ml_collections.ConfigDict(m)
@@ -46,7 +46,7 @@ def hrm_model(**kw) -> ml_collections.ConfigDict:
            L_layers=4, H_cycles=2, L_cycles=2, pos_encodings="rope",
            puzzle_emb_ndim=512, halt_max_steps=16, halt_exploration_prob=0.1,
            grad_mode="one_step", act_continue=True, compute_dtype="bfloat16",
-           unroll=True, remat=placeholder(str), attention_impl=placeholder(str))
+           unroll=True, remat="auto", attention_impl=placeholder(str))
   m.update(kw)
   return ml_collections.ConfigDict(m)
 

@@ -1,0 +1,141 @@
+"""Non-causal multi-head attention kernels, chosen per platform before tracing.
+
+`dot_product_attention(q, k, v, impl)` takes q/k/v as [B, S, N, K] and returns
+[B, S, N, K]. Implementations:
+
+* "xla": `jax.nn.dot_product_attention(implementation="xla")`; keeps the
+  [B, N, S, S] scores (f32 on TPUs) alive for the backward pass.
+* "cudnn": cuDNN's fused flash attention (GPU, bf16/fp16). cuDNN rejects some
+  sequence lengths in training (odd ones: HRM's 900 + 1 = 901), and it says so
+  only when the backward pass is traced, inside a scan, where no try/except
+  around the forward call can catch it. So the sequence is padded *before*
+  tracing to a multiple of `CUDNN_SEQ_MULTIPLE` and the padded keys are masked
+  (`key_value_seq_lengths`); padded query rows are sliced off, so the result and
+  its gradient are exactly those of the unpadded attention.
+* "pallas_tpu": the Pallas/Mosaic flash attention kernel that ships with jax
+  (`jax.experimental.pallas.ops.tpu.flash_attention`, forward and backward
+  kernels), on a sequence padded to a multiple of `TPU_BLOCK`, the padding
+  masked with segment ids (real positions are segment 1, padding segment 0, so
+  a real query never sees a padded key). Never materialises [S, S] scores in HBM.
+
+`resolve_impl(requested, platform, ...)` turns None/"auto" into one of those
+from an explicit platform ("gpu", "tpu", "cpu"), so an ahead-of-time plan for a
+GPU or TPU compiled on a CPU (experiments/aot.py) is the program that device
+runs; only when no platform is given does it ask `jax.default_backend()`.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "padded_len",
+           "padded_masked", "CUDNN_SEQ_MULTIPLE", "TPU_BLOCK"]
+
+Array = jax.Array
+
+IMPLS = ("xla", "cudnn", "pallas_tpu")
+# cuDNN's flash attention runs in 64/128-row tiles; 64 also keeps every length
+# even (its training kernels refuse odd ones). 901 -> 960.
+CUDNN_SEQ_MULTIPLE = 64
+# The Pallas TPU kernel's block along q and kv (its default tiling); 916 -> 1024.
+TPU_BLOCK = 128
+
+
+def _round_up(a: int, b: int) -> int:
+  return -(a // -b) * b
+
+
+def padded_len(seq_len: int, impl: str) -> int:
+  if impl == "cudnn":
+    return _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
+  if impl == "pallas_tpu":
+    return _round_up(seq_len, TPU_BLOCK)
+  return seq_len
+
+
+def resolve_impl(requested: str | None, platform: str | None = None, *,
+                 dtype=jnp.bfloat16, head_dim: int = 64) -> str:
+  """The implementation to use; decided from shapes/dtype/platform, not by
+  catching a failure (which cannot be caught inside a differentiated scan)."""
+  if requested not in (None, "auto"):
+    if requested not in IMPLS:
+      raise ValueError(f"attention_impl must be None, 'auto' or one of {IMPLS}, "
+                       f"got {requested!r}")
+    return requested
+  platform = platform or jax.default_backend()
+  half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+  if platform in ("gpu", "cuda") and half and head_dim % 8 == 0 and head_dim <= 128:
+    return "cudnn"
+  if platform == "tpu" and head_dim % 8 == 0:
+    return "pallas_tpu"
+  return "xla"
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, impl: str) -> Array:
+  """Non-causal softmax(q k^T / sqrt(K)) v over [B, S, N, K] inputs.
+
+  "pallas_tpu" runs on a CPU inside `pltpu.force_tpu_interpret_mode()` (the
+  context must cover the lowering of the forward and of the gradient)."""
+  if impl == "xla":
+    return jax.nn.dot_product_attention(q, k, v, is_causal=False,
+                                        implementation="xla")
+  if impl == "cudnn":
+    return _cudnn_padded(q, k, v)
+  if impl == "pallas_tpu":
+    return _pallas_tpu(q, k, v)
+  raise ValueError(f"unknown attention implementation {impl!r}; one of {IMPLS}")
+
+
+def _pad_seq(x: Array, to: int) -> Array:
+  s = x.shape[1]
+  return x if to == s else jnp.pad(x, ((0, 0), (0, to - s), (0, 0), (0, 0)))
+
+
+def _cudnn_padded(q, k, v):
+  return padded_masked(q, k, v, padded_len(q.shape[1], "cudnn"), "cudnn")
+
+
+def padded_masked(q, k, v, to: int, implementation: str) -> Array:
+  """`jax.nn.dot_product_attention` on a sequence zero-padded to `to`, the
+  padded keys masked (`key_value_seq_lengths`) and the padded query rows
+  dropped: exactly the unpadded attention, forward and gradient (the padded
+  rows receive no cotangent, the padded keys no probability mass)."""
+  b, s = q.shape[:2]
+  if to == s:
+    return jax.nn.dot_product_attention(q, k, v, is_causal=False,
+                                        implementation=implementation)
+  lengths = jnp.full((b,), s, jnp.int32)
+  out = jax.nn.dot_product_attention(
+      _pad_seq(q, to), _pad_seq(k, to), _pad_seq(v, to), is_causal=False,
+      query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+      implementation=implementation)
+  return out[:, :s]
+
+
+def _pallas_tpu(q, k, v):
+  # Imported lazily: the Pallas TPU ops pull in Mosaic, which CPU/GPU runs
+  # never need.
+  from jax.experimental.pallas.ops.tpu import flash_attention as fa  # pylint: disable=g-import-not-at-top
+  b, s, _, kd = q.shape
+  sp = padded_len(s, "pallas_tpu")
+  to_bnsk = lambda x: jnp.swapaxes(_pad_seq(x, sp), 1, 2)
+  seg = (jnp.arange(sp) < s).astype(jnp.int32)
+  seg = jnp.broadcast_to(seg[None], (b, sp))
+  call = functools.partial(
+      fa.flash_attention, segment_ids=fa.SegmentIds(q=seg, kv=seg),
+      causal=False, sm_scale=1.0 / math.sqrt(kd),
+      block_sizes=_tpu_blocks(sp))
+  out = call(to_bnsk(q), to_bnsk(k), to_bnsk(v))
+  return jnp.swapaxes(out, 1, 2)[:, :s]
+
+
+def _tpu_blocks(sp: int):
+  from jax.experimental.pallas.ops.tpu import flash_attention as fa  # pylint: disable=g-import-not-at-top
+  t = TPU_BLOCK
+  return fa.BlockSizes(block_q=t, block_k_major=t, block_k=t, block_b=1,
+                       block_q_major_dkv=t, block_k_major_dkv=t, block_k_dkv=t,
+                       block_q_dkv=t, block_k_major_dq=t, block_k_dq=t,
+                       block_q_dq=t)

@@ -1,0 +1,109 @@
+"""experiments.aot: deviceless plans of the train step for GPUs and TPUs.
+
+The implementation choices and the HLO cost count are tested everywhere; the
+compiles themselves need the `aot` extra (CUDA plugin + cuDNN, libtpu) and skip
+with the reason when it is not installed (the README's `.[test]` install does
+not include it: docs/benchmarks.md, "Ahead-of-time plans", runs them).
+"""
+import importlib.util
+
+import pytest
+
+from experiments import aot, hlo_cost
+from experiments.targets import TARGETS
+
+def _installed(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except ModuleNotFoundError:   # its parent package is missing
+    return False
+
+
+_HAS_CUDA = _installed("jax_plugins.xla_cuda12")
+_HAS_TPU = _installed("libtpu")
+needs_cuda = pytest.mark.skipif(not _HAS_CUDA, reason="deviceless GPU compile "
+                                "needs the CUDA plugin: pip install -e '.[aot]'")
+needs_tpu = pytest.mark.skipif(not _HAS_TPU, reason="deviceless TPU compile "
+                               "needs libtpu: pip install -e '.[aot]'")
+
+
+def test_choices_are_made_for_the_target_not_the_cpu():
+  # This runs on a CPU; the plans must still be the GPU's / TPU's programs.
+  gpu = aot.plan_config(aot.Plan("tiny_hrm", "h200"), TARGETS["h200"])
+  tpu = aot.plan_config(aot.Plan("tiny_trm_att", "v5p"), TARGETS["v5p"])
+  assert gpu.attention_impl == "cudnn"
+  assert tpu.attention_impl == "pallas_tpu"
+  forced = aot.plan_config(aot.Plan("tiny_trm_att", "v5p", attention_impl="xla",
+                                    remat="full"), TARGETS["v5p"])
+  assert forced.attention_impl == "xla" and forced.remat == "full"
+  none = aot.plan_config(aot.Plan("tiny_trm_att", "h200", remat="none"),
+                         TARGETS["h200"])
+  assert none.remat is None
+
+
+_HLO = """HloModule m
+
+%fused_dot (p0: f32[4,8], p1: f32[8,3]) -> f32[4,3] {
+  %p0 = f32[4,8]{1,0} parameter(0)
+  %p1 = f32[8,3]{1,0} parameter(1)
+  ROOT %d = f32[4,3]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%body (t: (s32[], f32[4,8])) -> (s32[], f32[4,8]) {
+  %t = (s32[], f32[4,8]{1,0}) parameter(0)
+  %x = f32[4,8]{1,0} get-tuple-element(%t), index=1
+  %n = f32[4,8]{1,0} negate(%x)
+  %i = s32[] get-tuple-element(%t), index=0
+  ROOT %r = (s32[], f32[4,8]{1,0}) tuple(%i, %n)
+}
+
+ENTRY %main (a: f32[4,8], b: f32[8,3]) -> f32[4,3] {
+  %a = f32[4,8]{1,0} parameter(0)
+  %b = f32[8,3]{1,0} parameter(1)
+  %c = s32[] constant(0)
+  %t0 = (s32[], f32[4,8]{1,0}) tuple(%c, %a)
+  %w = (s32[], f32[4,8]{1,0}) while(%t0), condition=%cond, body=%body, backend_config={"known_trip_count":{"n":"3"}}
+  %a2 = f32[4,8]{1,0} get-tuple-element(%w), index=1
+  %g = (f32[4,3]{1,0}, s8[1024]{0}) custom-call(%a2, %b), custom_call_target="__cublas$lt$matmul", backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":["1"],"rhs_contracting_dimensions":["0"]}}}
+  ROOT %f = f32[4,3]{1,0} fusion(%a2, %b), kind=kOutput, calls=%fused_dot
+}
+"""
+
+
+def test_hlo_cost_counts_matmuls_loops_and_traffic():
+  c = hlo_cost.module_cost(_HLO)
+  # Two [4,8]x[8,3] matmuls (cuBLAS call and fused dot): 2*4*3*8 each.
+  assert c.flops == 2 * (2 * 4 * 3 * 8)
+  # Bytes: negate 2x128 per trip x 3 trips; cuBLAS reads 128+96, writes 48
+  # (its s8 workspace is not traffic); the fusion the same.
+  assert c.bytes == 3 * 256 + 2 * (128 + 96 + 48)
+  assert hlo_cost.shape_bytes("(bf16[2,3]{1,0}, f32[5])") == 12 + 20
+
+
+def _check_plan(rec, impl):
+  assert "error" not in rec, rec.get("error")
+  assert rec["attention_impl"] == impl
+  assert rec["fits"] is True
+  assert 0 < rec["peak_mem_gb"] < rec["memory_gb"]
+  # XLA's (or our) FLOP count is close to the analytic one: the same program.
+  ratio = rec["xla_flops_per_example"] / rec["flops_per_example"]
+  assert 0.9 < ratio < 2.0, ratio
+  assert rec["bytes_accessed_per_step"] > 0 and rec["roofline_ms"] > 0
+
+
+@needs_cuda
+def test_h200_plan_of_hrm_with_odd_sequence_uses_cudnn():
+  # tiny HRM: 36 + 1 = 37 positions, an odd length cuDNN refuses in training;
+  # padded to 64 and masked, so the default GPU plan compiles with cuDNN.
+  rec, compiled = aot.compile_plan(aot.Plan("tiny_hrm", "h200", batch=8))
+  _check_plan(rec, "cudnn")
+  assert rec["cost_source"] == "hlo_text"
+  text = compiled.as_text()
+  assert "__cudnn$fmhaSoftmax" in text and "__cudnn$fmhaSoftmaxBackward" in text
+
+
+@needs_tpu
+def test_v5p_plan_uses_the_pallas_flash_kernel():
+  rec, compiled = aot.compile_plan(aot.Plan("tiny_trm_att", "v5p", batch=8))
+  _check_plan(rec, "pallas_tpu")
+  assert "tpu_custom_call" in compiled.as_text()

@@ -1,0 +1,105 @@
+"""Attention kernels against XLA's plain attention, on the CPU.
+
+* The padded + key-masked path (what the cuDNN implementation runs for lengths
+  cuDNN refuses, e.g. HRM's 901) equals the unpadded attention, forward and
+  gradient; run here with XLA as the kernel, since cuDNN needs a GPU.
+* The Pallas TPU flash attention kernel, in Pallas's TPU interpret mode, equals
+  XLA attention forward and gradient on an unaligned length (padded to 128 and
+  masked with segment ids).
+* The choice of implementation is explicit per platform.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recur import attention, layers
+
+B, N, K = 2, 2, 16
+
+
+def _qkv_ct(s, seed=0):
+  ks = jax.random.split(jax.random.PRNGKey(seed), 4)
+  q, k, v, ct = (jax.random.normal(x, (B, s, N, K), jnp.float32) for x in ks)
+  return q, k, v, ct
+
+
+def _value_and_grads(fn, q, k, v, ct):
+  def loss(q, k, v):
+    return jnp.sum(fn(q, k, v) * ct)
+  out = fn(q, k, v)
+  return out, jax.grad(loss, (0, 1, 2))(q, k, v)
+
+
+def _xla(q, k, v):
+  return attention.dot_product_attention(q, k, v, "xla")
+
+
+def _assert_close(a, b, tol):
+  a, b = np.asarray(a), np.asarray(b)
+  assert np.abs(b).max() > 1e-3, "reference is (near) zero: test would be vacuous"
+  np.testing.assert_allclose(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("s,to", [(33, 64), (901 // 10, 96)])
+def test_padded_masked_equals_unpadded(s, to):
+  q, k, v, ct = _qkv_ct(s)
+  padded = lambda q, k, v: attention.padded_masked(q, k, v, to, "xla")
+  out, grads = _value_and_grads(padded, q, k, v, ct)
+  ref_out, ref_grads = _value_and_grads(_xla, q, k, v, ct)
+  assert out.shape == ref_out.shape
+  _assert_close(out, ref_out, 1e-5)
+  for g, r in zip(grads, ref_grads):
+    _assert_close(g, r, 1e-5)
+
+
+def test_padded_without_mask_would_differ():
+  # The masking matters: plain zero padding changes the softmax denominators.
+  q, k, v, _ = _qkv_ct(33)
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, 31), (0, 0), (0, 0)))
+  unmasked = _xla(pad(q), pad(k), pad(v))[:, :33]
+  assert np.abs(np.asarray(unmasked - _xla(q, k, v))).max() > 1e-3
+
+
+def test_pallas_tpu_flash_attention_interpret_parity():
+  from jax.experimental.pallas import tpu as pltpu
+  s = 37   # padded to 128 inside, the 91 padded keys masked by segment ids
+  q, k, v, ct = _qkv_ct(s, seed=1)
+  flash = lambda q, k, v: attention.dot_product_attention(q, k, v, "pallas_tpu")
+  with pltpu.force_tpu_interpret_mode():
+    out, grads = _value_and_grads(jax.jit(flash), q, k, v, ct)
+  ref_out, ref_grads = _value_and_grads(_xla, q, k, v, ct)
+  _assert_close(out, ref_out, 2e-5)
+  for g, r in zip(grads, ref_grads):
+    _assert_close(g, r, 2e-5)
+
+
+def test_resolve_impl_is_explicit_per_platform():
+  r = attention.resolve_impl
+  assert r(None, "gpu", dtype=jnp.bfloat16, head_dim=64) == "cudnn"
+  assert r("auto", "tpu", dtype=jnp.bfloat16, head_dim=64) == "pallas_tpu"
+  assert r(None, "cpu", dtype=jnp.bfloat16, head_dim=64) == "xla"
+  # cuDNN's fused kernel is bf16/fp16 only: f32 on a GPU goes to XLA.
+  assert r(None, "gpu", dtype=jnp.float32, head_dim=64) == "xla"
+  assert r("xla", "tpu") == "xla"
+  with pytest.raises(ValueError, match="attention_impl"):
+    r("flash", "gpu")
+  assert attention.padded_len(901, "cudnn") == 960
+  assert attention.padded_len(916, "pallas_tpu") == 1024
+  assert attention.padded_len(901, "xla") == 901
+
+
+def test_layer_attention_uses_the_configured_kernel():
+  # The block's attention with impl "pallas_tpu" (interpret mode) equals "xla".
+  from jax.experimental.pallas import tpu as pltpu
+  cfg = layers.LayerConfig(hidden_size=32, num_heads=2, expansion=4.0,
+                           seq_len=21, attention_impl="xla")
+  p = layers.init_block_stack(jax.random.PRNGKey(0), cfg, 1)
+  p = jax.tree.map(lambda x: x[0], p)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 21, 32))
+  rope = layers.rope_tables(16, 21, 1e4)
+  ref = layers.attention(x, p["qkv"], p["o"], cfg, rope)
+  cfg_p = layers.LayerConfig(**{**cfg.__dict__, "attention_impl": "pallas_tpu"})
+  with pltpu.force_tpu_interpret_mode():
+    got = jax.jit(lambda x: layers.attention(x, p["qkv"], p["o"], cfg_p, rope))(x)
+  _assert_close(got, ref, 2e-5)
