@@ -10,13 +10,13 @@ versions (and submission.json), Sudoku/Maze validity.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from experiments import paths
 from recur import sharding, train
 from recur.data.pipeline import eval_batches, make_global_batch
 
@@ -117,7 +117,8 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   if arc is not None:
     res.update({f"eval/{k}": v for k, v in arc.result().items()})
     if workdir is not None:
-      arc.write_submission(os.path.join(workdir, "submission.json"))
+      with paths.local_output(paths.join(workdir, "submission.json")) as local:
+        arc.write_submission(local)
   else:
     res.update({f"eval/{k}": v for k, v in grid.result().items()
                 if k not in ("count", "exact_accuracy")})

@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from experiments import evaluation
+from experiments import evaluation, paths
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import models, sharding, train
 from recur.data import make_source
@@ -58,6 +58,8 @@ def build_source(config: ml_collections.ConfigDict):
   d = {k: v for k, v in d.items() if v is not None}
   if not d.get("path"):
     d.pop("path", None)
+  else:
+    d["path"] = paths.local_copy(d["path"])  # gs://... is downloaded once
   return make_source(name, **d)
 
 
@@ -103,15 +105,15 @@ def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
       max_to_keep=config.get("keep_checkpoints", 3),
       enable_async_checkpointing=config.get("async_checkpointing", True),
       create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+  return ocp.CheckpointManager(paths.join(workdir, "checkpoints"),
                                options=options, item_names=("state", "data", "meta"))
 
 
 def restore_params(workdir: str, config=None, step: int | None = None):
   """Loads (model config, eval params) of a run's checkpoint for inference."""
   if config is None:
-    with open(os.path.join(workdir, "config.json")) as f:
-      config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(
+        json.loads(paths.read_text(paths.join(workdir, "config.json"))))
   mngr = _checkpoint_manager(workdir, config)
   step = mngr.latest_step() if step is None else step
   if step is None:
@@ -128,7 +130,7 @@ def restore_params(workdir: str, config=None, step: int | None = None):
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  workdir = os.path.abspath(workdir)
+  workdir = paths.normalize(workdir)  # a URL (gs://...) stays one
   is_main = jax.process_index() == 0
   source = build_source(config)
   mesh = sharding.make_mesh()

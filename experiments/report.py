@@ -54,9 +54,8 @@ def results_table(final: dict, train: dict | None = None) -> str:
 
 def _train_summary(workdir: str) -> dict[str, float]:
   """First and last logged train exact accuracy (the demo's "it learns")."""
-  from recur import viz  # pylint: disable=g-import-not-at-top
-  rows = [r for r in viz.read_metrics(os.path.join(workdir, "metrics.jsonl"))
-          if "train/exact_accuracy" in r]
+  from experiments.writers import read_metrics  # pylint: disable=g-import-not-at-top
+  rows = [r for r in read_metrics(workdir) if "train/exact_accuracy" in r]
   if not rows:
     return {}
   k = max(1, len(rows) // 10)   # mean over the first / last tenth of the logs
@@ -117,13 +116,22 @@ def _kind(source) -> str:
 
 
 def write_pictures(config, workdir: str, final: dict) -> list[str]:
-  """Writes the PNGs into `workdir`; returns their file names."""
+  """Writes the PNGs into `workdir` (a URL too); returns their file names."""
+  from experiments import paths  # pylint: disable=g-import-not-at-top
+  with paths.local_dir(workdir) as out:
+    return _write_pictures(config, paths.normalize(workdir), final, out)
+
+
+def _write_pictures(config, workdir: str, final: dict, pic_dir: str) -> list[str]:
+  """Reads the run in `workdir`, draws into the local directory `pic_dir`."""
+  from experiments import paths  # pylint: disable=g-import-not-at-top
+  from experiments.writers import read_metrics  # pylint: disable=g-import-not-at-top
   from recur import viz  # pylint: disable=g-import-not-at-top
   written = []
-  metrics = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(metrics):
-    viz.plot_training_curves(metrics, os.path.join(workdir, "curves.png"),
-                             title=os.path.basename(os.path.normpath(workdir)))
+  rows = read_metrics(workdir)
+  if rows:
+    viz.plot_training_curves(rows, os.path.join(pic_dir, "curves.png"),
+                             title=workdir.rstrip("/").rsplit("/", 1)[-1])
     written.append("curves.png")
   curves = {}
   per_step = [v for _, v in sorted((int(k.split("@")[1]), v) for k, v in final.items()
@@ -132,15 +140,15 @@ def write_pictures(config, workdir: str, final: dict) -> list[str]:
     curves["eval split"] = per_step
   if jax.process_count() > 1:
     if curves:
-      viz.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"),
+      viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),
                                  trained_steps=len(per_step))
       written.append("accuracy_vs_steps.png")
     return written
   trained = None
   try:
     import json  # pylint: disable=g-import-not-at-top
-    with open(os.path.join(workdir, "model.json")) as f:
-      trained = json.load(f)["model"]["halt_max_steps"]
+    trained = json.loads(paths.read_text(paths.join(workdir, "model.json")))[
+        "model"]["halt_max_steps"]
   except (OSError, KeyError, ValueError):
     pass
   s = sample_predictions(config, workdir,
@@ -150,13 +158,13 @@ def write_pictures(config, workdir: str, final: dict) -> list[str]:
     curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
         out["exact_per_step"].mean(axis=1).tolist()
   if curves:
-    viz.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"),
+    viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),
                                trained_steps=cfg.halt_max_steps)
     written.append("accuracy_vs_steps.png")
   if not len(meta["mask"]):
     return written
   kind = _kind(source)
-  written += _puzzle_pictures(kind, source, meta, out, cfg, workdir)
+  written += _puzzle_pictures(kind, source, meta, out, cfg, pic_dir)
   return written
 
 
@@ -175,6 +183,7 @@ def _arc_rows(source, meta, preds):
 
 
 def _puzzle_pictures(kind, source, meta, out, cfg, workdir) -> list[str]:
+  # (`workdir` here is the local directory the PNGs are drawn into.)
   from recur import viz  # pylint: disable=g-import-not-at-top
   preds = out["preds_per_step"]                     # [T, B, seq]
   trained = cfg.halt_max_steps

@@ -1,40 +1,24 @@
 """Run outputs: metrics.jsonl, TensorBoard event files, the progress line.
 
-Only process 0 writes. After a resume from step s, lines of metrics.jsonl for
+Only process 0 writes. After a resume from step s, rows of metrics.jsonl for
 steps > s (written by the killed run after its last checkpoint) are dropped, so
-the file of a resumed run equals the file of a run that never stopped.
+the rows of a resumed run equal those of a run that never stopped. The workdir
+may be a URL (gs://...): experiments/metrics_log.py keeps the rows there in
+whole-object chunks, and `read_metrics(workdir)` reads either layout.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import tempfile
 import time
 from typing import Any
 
-from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from experiments import metrics_log
+from experiments.paths import write_json_atomic
 
 __all__ = ["MetricsWriter", "Progress", "write_json_atomic", "read_metrics"]
 
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON via a temp file + rename: a crash never leaves half a file."""
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def read_metrics(path: str) -> list[dict[str, Any]]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+read_metrics = metrics_log.read_metrics
 
 
 def _clean(v):
@@ -48,43 +32,24 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
     self.enabled = enabled
-    self.path = os.path.join(workdir, "metrics.jsonl")
     if not enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
-    self._truncate_after(resume_step)
-    self._jsonl = open(self.path, "a")
-    self._tb = EventFileWriter(os.path.join(workdir, "tensorboard"))
-
-  def _truncate_after(self, step: int) -> None:
-    rows = read_metrics(self.path)
-    keep = [r for r in rows if r.get("step", 0) <= step]
-    if len(keep) != len(rows):
-      tmp = self.path + ".tmp"
-      with open(tmp, "w") as f:
-        for r in keep:
-          f.write(json.dumps(r, sort_keys=True) + "\n")
-      os.replace(tmp, self.path)
+    self._log = metrics_log.open_log(workdir, resume_step)
+    self._tb = metrics_log.TensorBoardEvents(workdir)
 
   def write(self, step: int, scalars: dict[str, Any]) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), **{k: _clean(v) for k, v in scalars.items()}}
-    self._jsonl.write(json.dumps(row, sort_keys=True) + "\n")
-    self._jsonl.flush()
-    values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
-              for k, v in scalars.items() if isinstance(v, (int, float))]
-    self._tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                       summary=summary_pb2.Summary(value=values)))
+    self._log.write({"step": int(step), **{k: _clean(v) for k, v in scalars.items()}})
+    self._tb.add_scalars(step, scalars)
 
   def flush(self) -> None:
     if self.enabled:
-      self._jsonl.flush()
       self._tb.flush()
 
   def close(self) -> None:
     if self.enabled:
-      self._jsonl.close()
+      self._log.close()
       self._tb.close()
 
 
