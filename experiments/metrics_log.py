@@ -77,6 +77,7 @@ def _read_chunk(p: epath.Path) -> list[dict[str, Any]]:
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """All rows of a run, local or URL workdir, also while it is being written."""
+  paths.refresh(workdir)
   rows = []
   jsonl = paths.as_path(workdir) / "metrics.jsonl"
   if jsonl.exists():
@@ -121,6 +122,7 @@ class ChunkedJsonlLog:
     self.dir = paths.as_path(workdir) / "metrics"
     self.dir.mkdir(parents=True, exist_ok=True)
     self.chunk_rows = chunk_rows
+    paths.refresh(workdir)
     chunks = _chunk_files(workdir)
     self._index, self._lines = 0, []
     # Walk back from the last chunk, dropping rows of steps > resume_step.

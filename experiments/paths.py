@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from etils import epath
 
-__all__ = ["is_url", "normalize", "as_path", "join", "exists", "read_text",
+__all__ = ["is_url", "normalize", "as_path", "join", "exists", "read_text", "refresh",
            "write_text_atomic", "write_bytes_atomic", "write_json_atomic",
            "local_output", "local_dir", "local_copy", "cache_dir"]
 
@@ -59,6 +59,19 @@ def as_path(path: str | os.PathLike) -> epath.Path:
 def join(base: str | os.PathLike, *parts: str) -> str:
   """Joins with '/', for local paths and URLs alike (as a string)."""
   return os.fspath(as_path(base).joinpath(*parts))
+
+
+def refresh(path: str | os.PathLike) -> None:
+  """Forgets cached listings and sizes under a URL (gcsfs caches them per
+  process; a reader following a run that rewrites objects needs fresh ones)."""
+  p = normalize(path)
+  if not is_url(p):
+    return
+  from etils.epath import backend  # pylint: disable=g-import-not-at-top
+  try:
+    backend.fsspec_backend.fs(p).invalidate_cache()
+  except (ImportError, ValueError, NotImplementedError):
+    pass
 
 
 def exists(path: str | os.PathLike) -> bool:
