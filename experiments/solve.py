@@ -97,8 +97,8 @@ def _read_json_arg(text: str) -> Any:
   text = text.strip()
   if text.startswith("{"):
     return json.loads(text)
-  with open(text) as f:
-    return json.load(f)
+  from experiments import paths  # pylint: disable=g-import-not-at-top
+  return json.loads(paths.read_text(text))
 
 
 def _reference_model_name(name: str) -> str:
@@ -149,21 +149,22 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
   known) and "source" (what was loaded)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from experiments import loop, paths  # pylint: disable=g-import-not-at-top
   from recur import convert  # pylint: disable=g-import-not-at-top
   if bool(workdir) == bool(checkpoint):
     raise app.UsageError("give exactly one of --workdir and --checkpoint")
   if checkpoint and checkpoint.endswith((".npz", ".pt", ".pth")):
+    local = paths.local_copy(checkpoint)  # gs://... is downloaded once
     if checkpoint.endswith(".npz"):
-      with np.load(checkpoint) as z:
+      with np.load(local) as z:
         state = {k: z[k] for k in z.files}
     else:
-      state = convert.load_torch_state_dict(checkpoint)
+      state = convert.load_torch_state_dict(local)
     params = convert.from_reference(state)
     side = None
     if model_config:
       side = _read_json_arg(model_config)
-    elif os.path.exists(_sidecar(checkpoint)):
+    elif paths.exists(_sidecar(checkpoint)):
       side = _read_json_arg(_sidecar(checkpoint))
     else:
       raise app.UsageError(f"{checkpoint}: a state dict needs --model_config "
@@ -174,7 +175,7 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
                          "source": checkpoint}
   step = None
   if checkpoint:
-    path = os.path.abspath(checkpoint.rstrip("/"))
+    path = paths.normalize(checkpoint.rstrip("/"))  # a URL stays one
     base = os.path.basename(path)
     if base.isdigit() and os.path.basename(os.path.dirname(path)) == "checkpoints":
       workdir, step = os.path.dirname(os.path.dirname(path)), int(base)
@@ -722,15 +723,20 @@ def main(argv) -> None:
   if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required")
   logging.getLogger("absl").setLevel(logging.WARNING)
-  from recur.eval_arc import validate_submission, write_json_atomic  # pylint: disable=g-import-not-at-top
+  from experiments import paths  # pylint: disable=g-import-not-at-top
+  from recur.eval_arc import validate_submission  # pylint: disable=g-import-not-at-top
+  # Input and output may be URLs (gs://...): the input is read from a local
+  # copy, the outputs are uploaded whole.
+  write_json_atomic = lambda path, obj: paths.write_text_atomic(path, json.dumps(obj))
+  input_path = paths.local_copy(FLAGS.input)
   cfg, params, meta = load_model(FLAGS.workdir, FLAGS.checkpoint, FLAGS.model_config)
   data = meta.get("data") or {}
-  kind = FLAGS.kind if FLAGS.kind != "auto" else _detect_kind(FLAGS.input, data)
+  kind = FLAGS.kind if FLAGS.kind != "auto" else _detect_kind(input_path, data)
   print(f"model: {cfg.model} from {meta['source']} ({kind})", flush=True)
   t0 = time.time()
   if kind == "arc":
     sub, details = solve_arc(
-        cfg, params, FLAGS.input, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
+        cfg, params, input_path, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
         fit_lr=FLAGS.fit_lr, fit_batch_size=FLAGS.fit_batch_size,
         finetune_all_steps=FLAGS.finetune_all_steps, finetune_lr=FLAGS.finetune_lr,
         steps=FLAGS.steps, early_exit=FLAGS.early_exit,
@@ -755,7 +761,7 @@ def main(argv) -> None:
     return
   box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else (
       tuple(data["box"]) if kind == "sudoku" and data.get("box") else None)
-  res = solve_grid(cfg, params, FLAGS.input, kind, box=box, steps=FLAGS.steps,
+  res = solve_grid(cfg, params, input_path, kind, box=box, steps=FLAGS.steps,
                    early_exit=FLAGS.early_exit, trajectories=FLAGS.trajectories,
                    noise=FLAGS.noise, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
   write_json_atomic(FLAGS.output, res)
