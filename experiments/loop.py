@@ -35,7 +35,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from experiments import evaluation, paths
+from experiments import evaluation, paths, preemption
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import models, sharding, train
 from recur.data import make_source
@@ -216,8 +216,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   pending = None
   step = start
+  # Polled once per step: SIGTERM -> every process saves the same step and
+  # stops (Preempted); config.profile_steps="A:B" -> a jax.profiler trace.
+  watch = preemption.PreemptionWatch()
+  profile = preemption.ProfileWindow(config.get("profile_steps"), workdir)
   try:
     while step < total:
+      profile.poll(step, state)
+      if watch.reached(step):
+        if pending is not None:
+          handle(*pending)  # never checkpoint a non-finite state
+          pending = None
+        if mngr.latest_step() != step:
+          save(step, state)
+        mngr.wait_until_finished()
+        raise preemption.Preempted(step, watch.seconds_since_signal())
       batch = make_global_batch(next(it), mesh)
       state, sums = step_fn(state, batch)
       step += 1
@@ -238,6 +251,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           print(evaluation.format_eval(step, res), flush=True)
     if pending is not None:
       handle(*pending)
+    profile.poll(step, state)
     if mngr.latest_step() != total:
       save(total, state)
     mngr.wait_until_finished()
@@ -251,6 +265,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         print(evaluation.format_eval(total, res), flush=True)
     return final
   finally:
+    profile.stop()
+    watch.close()
     writer.close()
     mngr.close()
     it.close()

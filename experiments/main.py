@@ -57,9 +57,13 @@ def entry(name: str, default_variant: str = "demo") -> None:
       raise app.UsageError("--workdir is required")
     logging.getLogger("absl").setLevel(logging.WARNING)
     initialize_distributed()
-    from experiments import loop, report  # pylint: disable=g-import-not-at-top
+    from experiments import loop, preemption, report  # pylint: disable=g-import-not-at-top
     try:
       final = loop.run(FLAGS.config, FLAGS.workdir)
+    except preemption.Preempted as e:
+      # SIGTERM: a checkpoint of this step is committed; the same command resumes.
+      print(str(e), flush=True)
+      sys.exit(0)
     except (loop.RunError, ValueError) as e:
       # Bad data (recur.data.DataError), a bad config or a run that cannot go
       # on: one clear message, nothing already written is lost.

@@ -25,6 +25,7 @@ def base() -> ml_collections.ConfigDict:
   c.prefetch = 2
   c.pictures = True            # PNGs (curves, examples, refinement) after the run
   c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
+  c.profile_steps = ""         # "A:B": jax.profiler trace of steps A+1..B into tensorboard/
   return c
 
 
