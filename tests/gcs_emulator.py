@@ -28,6 +28,28 @@ def available() -> bool:
              for m in ("gcp_storage_emulator", "gcsfs"))
 
 
+# The emulator's media downloads lack the `x-goog-generation` header that
+# real GCS sends and tensorstore reads (OCDBT compares it before rewriting a
+# manifest: "Malformed StorageGeneration" otherwise, now and then). The
+# launcher adds it, then runs the emulator's own command line.
+_LAUNCHER = """
+import sys
+from gcp_storage_emulator.handlers import objects
+_download = objects.download
+def download(request, response, storage, *args, **kwargs):
+  try:
+    obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+    response["x-goog-generation"] = str(obj["generation"])
+    response["x-goog-metageneration"] = str(obj["metageneration"])
+  except Exception:  # not found: the handler answers 404
+    pass
+  return _download(request, response, storage, *args, **kwargs)
+objects.download = download
+from gcp_storage_emulator.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -40,7 +62,7 @@ def start(log_path: str) -> tuple[subprocess.Popen, dict[str, str]]:
   url = f"http://localhost:{port}"
   log = open(log_path, "wb")  # pylint: disable=consider-using-with
   proc = subprocess.Popen(
-      [sys.executable, "-m", "gcp_storage_emulator", "start", "--host=localhost",
+      [sys.executable, "-c", _LAUNCHER, "start", "--host=localhost",
        f"--port={port}", "--in-memory", f"--default-bucket={BUCKET}"],
       stdout=log, stderr=subprocess.STDOUT)
   deadline = time.time() + 30

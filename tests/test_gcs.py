@@ -90,30 +90,6 @@ def test_torn_last_line_is_skipped_and_repaired(tmp_path):
 
 
 @needs_emulator
-def test_paths_on_the_emulator(gcs, tmp_path, monkeypatch):
-  from experiments import paths
-  monkeypatch.setenv("RECUR_CACHE", str(tmp_path / "cache"))
-  base = f"gs://{gcs_emulator.BUCKET}/paths"
-  assert paths.normalize(base + "/") == base
-  paths.write_json_atomic(base + "/data/a.json", {"x": 1})
-  paths.write_text_atomic(base + "/data/sub/b.csv", "q,a\n1,2\n")
-  assert json.loads(paths.read_text(base + "/data/a.json")) == {"x": 1}
-  with paths.local_output(base + "/out/c.txt") as local:
-    assert not local.startswith("gs:")
-    with open(local, "w") as f:
-      f.write("c")
-  assert paths.read_text(base + "/out/c.txt") == "c"
-  # A data directory URL is downloaded once into the cache.
-  local = paths.local_copy(base + "/data")
-  assert local.startswith(str(tmp_path / "cache"))
-  with open(os.path.join(local, "sub", "b.csv")) as f:
-    assert f.read() == "q,a\n1,2\n"
-  assert paths.local_copy(base + "/data") == local
-  with pytest.raises(FileNotFoundError, match="paths/nope"):
-    paths.local_copy(base + "/nope")
-
-
-@needs_emulator
 def test_gs_workdir_sigkill_resume_matches_local_run(gcs, tmp_path):
   from etils import epath
   from experiments import metrics_log
@@ -132,13 +108,15 @@ def test_gs_workdir_sigkill_resume_matches_local_run(gcs, tmp_path):
 
   # Given a gs:// run SIGKILLed after its second checkpoint...
   wd = f"gs://{gcs_emulator.BUCKET}/run"
-  proc = subprocess.Popen(_cmd(wd, *over), cwd=cwd, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  log = open(tmp_path / "killed.log", "w")  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(_cmd(wd, *over), cwd=cwd, env=env, stdout=log,
+                          stderr=subprocess.STDOUT)
   done = epath.Path(wd) / "checkpoints" / "20" / "commit_success.txt"
   deadline = time.time() + 300
   while proc.poll() is None and time.time() < deadline and not done.exists():
     time.sleep(0.05)
-  assert proc.poll() is None, "run finished before it could be killed"
+  assert proc.poll() is None, ("run finished before it could be killed:\n" +
+                               (tmp_path / "killed.log").read_text()[-3000:])
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
   assert len(_train(metrics_log.read_metrics(wd))) < 30
@@ -160,3 +138,27 @@ def test_gs_workdir_sigkill_resume_matches_local_run(gcs, tmp_path):
                  if p.name.isdigit())
   assert steps == [10, 20, 30]
   assert not os.path.exists(cwd / "gs:") and not os.path.exists(os.path.join(ROOT, "gs:"))
+
+
+@needs_emulator
+def test_paths_on_the_emulator(gcs, tmp_path, monkeypatch):
+  from experiments import paths
+  monkeypatch.setenv("RECUR_CACHE", str(tmp_path / "cache"))
+  base = f"gs://{gcs_emulator.BUCKET}/paths"
+  assert paths.normalize(base + "/") == base
+  paths.write_json_atomic(base + "/data/a.json", {"x": 1})
+  paths.write_text_atomic(base + "/data/sub/b.csv", "q,a\n1,2\n")
+  assert json.loads(paths.read_text(base + "/data/a.json")) == {"x": 1}
+  with paths.local_output(base + "/out/c.txt") as local:
+    assert not local.startswith("gs:")
+    with open(local, "w") as f:
+      f.write("c")
+  assert paths.read_text(base + "/out/c.txt") == "c"
+  # A data directory URL is downloaded once into the cache.
+  local = paths.local_copy(base + "/data")
+  assert local.startswith(str(tmp_path / "cache"))
+  with open(os.path.join(local, "sub", "b.csv")) as f:
+    assert f.read() == "q,a\n1,2\n"
+  assert paths.local_copy(base + "/data") == local
+  with pytest.raises(FileNotFoundError, match="paths/nope"):
+    paths.local_copy(base + "/nope")
