@@ -8,7 +8,6 @@ the environment that points gcsfs (STORAGE_EMULATOR_HOST), tensorstore
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
