@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from experiments import paths
 from recur import sharding, train
 from recur.data.pipeline import eval_batches, make_global_batch
 from recur.puzzles import registry
@@ -102,7 +103,8 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   res.update({f"eval/{k}": v for k, v in family_eval.result().items()
               if k not in ("count", "exact_accuracy")})
   if workdir is not None:
-    family_eval.write_files(workdir)
+    with paths.local_dir(workdir) as local:   # workdir may be gs://...
+      family_eval.write_files(local)
   return res
 
 

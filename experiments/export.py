@@ -13,7 +13,6 @@ torch; without it the same tensors go to `PATH.npz`) or `.npz`. Beside it,
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -47,6 +46,7 @@ def export(workdir: str, out: str, step: int | None = None,
            compiled: bool = False) -> tuple[str, str]:
   """Writes the state dict and its config sidecar; returns their paths."""
   import dataclasses  # pylint: disable=g-import-not-at-top
+  from experiments import paths  # pylint: disable=g-import-not-at-top
   from recur import checkpoint, convert  # pylint: disable=g-import-not-at-top
   cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step)
   params = {k: np.asarray(v) if not isinstance(v, dict) else v
@@ -58,18 +58,17 @@ def export(workdir: str, out: str, step: int | None = None,
     print(f"torch is not installed: writing {root}.npz instead of {out}",
           file=sys.stderr, flush=True)
     out, ext = root + ".npz", ".npz"
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  if ext == ".npz":
-    sd = convert.to_reference(params, convert.reference_prefix(compiled))
-    np.savez(out, **sd)
-  else:
-    convert.save_torch_state_dict(params, out, compiled=compiled)
+  with paths.local_output(out) as local:  # `out` may be gs://...
+    if ext == ".npz":
+      sd = convert.to_reference(params, convert.reference_prefix(compiled))
+      np.savez(local, **sd)
+    else:
+      convert.save_torch_state_dict(params, local, compiled=compiled)
   side = root + ".json"
   meta = {"model": dataclasses.asdict(cfg), "data": config["data"],
-          "step": int(step), "workdir": os.path.abspath(workdir),
+          "step": int(step), "workdir": paths.normalize(workdir),
           "weights": "ema" if config.get("optim", {}).get("ema", True) else "raw"}
-  with open(side, "w") as f:
-    json.dump(meta, f, indent=1)
+  paths.write_json_atomic(side, meta)
   return out, side
 
 

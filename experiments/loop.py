@@ -35,7 +35,6 @@ import functools
 import json
 import logging
 import math
-import os
 import sys
 from typing import Any
 
@@ -44,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments import evaluation
+from experiments import evaluation, paths, preemption
 from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import checkpoint, fingerprint, models, sharding, train
@@ -68,6 +67,8 @@ def build_source(config: ml_collections.ConfigDict):
   d = {k: v for k, v in d.items() if v is not None}
   if not d.get("path"):
     d.pop("path", None)
+  else:
+    d["path"] = paths.local_copy(d["path"])  # gs://... is downloaded once
   return make_source(name, **d)
 
 
@@ -135,7 +136,7 @@ def _problem(m: dict[str, float], finite: bool, biggest: float, limit: float) ->
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Run:
-  workdir = os.path.abspath(workdir)
+  workdir = paths.normalize(workdir)  # a URL (gs://...) stays one
   lock = WorkdirLock(workdir, jax.process_index(),
                      stale_s=float(config.get("lock_stale_s", 120.0))).acquire()
   try:
@@ -177,7 +178,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                     donate_argnums=0)
 
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = paths.join(workdir, "checkpoints")
   ckpts = checkpoint.RunCheckpoints(ckpt_dir, keep=config.get("keep_checkpoints", 3),
                                     async_save=config.get("async_checkpointing", True))
 
@@ -222,8 +223,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     start = 0
     state = jax.jit(init_fn, out_shardings=state_sh)(jax.random.PRNGKey(config.seed))
   if is_main:
-    write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
-    write_json_atomic(os.path.join(workdir, "model.json"), fp)
+    write_json_atomic(paths.join(workdir, "config.json"), config.to_dict())
+    write_json_atomic(paths.join(workdir, "model.json"), fp)
 
   try:
     writer = MetricsWriter(workdir, enabled=is_main, resume_step=start)
@@ -263,8 +264,21 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
 
   pending = None
   step = start
+  # Polled once per step: SIGTERM -> every process saves the same step and
+  # stops (Preempted); config.profile_steps="A:B" -> a jax.profiler trace.
+  watch = preemption.PreemptionWatch()
+  profile = preemption.ProfileWindow(config.get("profile_steps"), workdir)
   try:
     while step < total:
+      profile.poll(step, state)
+      if watch.reached(step):
+        if pending is not None:
+          handle(*pending)  # never checkpoint a non-finite state
+          pending = None
+        if ckpts.latest_step() != step:
+          save(step, state)
+        ckpts.wait()
+        raise preemption.Preempted(step, watch.seconds_since_signal())
       batch = make_global_batch(next(it), mesh)
       state, sums = step_fn(state, batch)
       step += 1
@@ -285,6 +299,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
           print(evaluation.format_eval(step, res), flush=True)
     if pending is not None:
       handle(*pending)
+    profile.poll(step, state)
     if ckpts.latest_step() != total:
       save(total, state)
     ckpts.wait()
@@ -299,6 +314,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     return Run(config=config, workdir=workdir, cfg=cfg, source=source, mesh=mesh,
                state=state, metrics=final, step=total)
   finally:
+    profile.stop()
+    watch.close()
     writer.close()
     ckpts.close()
     it.close()

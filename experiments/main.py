@@ -57,11 +57,15 @@ def entry(name: str, default_variant: str = "demo") -> None:
       raise app.UsageError("--workdir is required")
     logging.getLogger("absl").setLevel(logging.WARNING)
     initialize_distributed()
-    from experiments import loop, report  # pylint: disable=g-import-not-at-top
+    from experiments import loop, preemption, report  # pylint: disable=g-import-not-at-top
     from experiments.workdir_lock import LockHeld  # pylint: disable=g-import-not-at-top
     from recur.checkpoint import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
       run = loop.run(FLAGS.config, FLAGS.workdir)
+    except preemption.Preempted as e:
+      # SIGTERM: a checkpoint of this step is committed; the same command resumes.
+      print(str(e), flush=True)
+      sys.exit(0)
     except (loop.RunError, CheckpointError, LockHeld, ValueError) as e:
       # Bad data (recur.data.DataError), a bad config, a busy workdir or a run
       # that cannot go on: one clear message, nothing already written is lost.

@@ -55,9 +55,8 @@ def results_table(final: dict, train: dict | None = None) -> str:
 
 def _train_summary(workdir: str) -> dict[str, float]:
   """First and last logged train exact accuracy (the demo's "it learns")."""
-  from recur import files  # pylint: disable=g-import-not-at-top
-  rows = [r for r in files.read_metrics(os.path.join(workdir, "metrics.jsonl"))
-          if "train/exact_accuracy" in r]
+  from experiments.writers import read_metrics  # pylint: disable=g-import-not-at-top
+  rows = [r for r in read_metrics(workdir) if "train/exact_accuracy" in r]
   if not rows:
     return {}
   k = max(1, len(rows) // 10)   # mean over the first / last tenth of the logs
@@ -112,14 +111,22 @@ def sample_predictions(run, num_steps: int | None = None,
 
 
 def write_pictures(run) -> list[str]:
-  """Writes the PNGs into the run's workdir; returns their file names."""
+  """Writes the PNGs into the run's workdir (a URL too); returns their names."""
+  from experiments import paths  # pylint: disable=g-import-not-at-top
+  with paths.local_dir(run.workdir) as out:
+    return _write_pictures(run, out)
+
+
+def _write_pictures(run, pic_dir: str) -> list[str]:
+  """Draws the run's pictures into the local directory `pic_dir`."""
+  from experiments.writers import read_metrics  # pylint: disable=g-import-not-at-top
   from recur import viz  # pylint: disable=g-import-not-at-top
   workdir, final = run.workdir, run.metrics
   written = []
-  metrics = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(metrics):
-    viz.plot_training_curves(metrics, os.path.join(workdir, "curves.png"),
-                             title=os.path.basename(os.path.normpath(workdir)))
+  rows = read_metrics(workdir)
+  if rows:
+    viz.plot_training_curves(rows, os.path.join(pic_dir, "curves.png"),
+                             title=workdir.rstrip("/").rsplit("/", 1)[-1])
     written.append("curves.png")
   curves = {}
   per_step = [v for _, v in sorted((int(k.split("@")[1]), v) for k, v in final.items()
@@ -128,7 +135,7 @@ def write_pictures(run) -> list[str]:
     curves["eval split"] = per_step
   if jax.process_count() > 1:
     if curves:
-      viz.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"),
+      viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),
                                  trained_steps=len(per_step))
       written.append("accuracy_vs_steps.png")
     return written
@@ -138,7 +145,7 @@ def write_pictures(run) -> list[str]:
     curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
         out["exact_per_step"].mean(axis=1).tolist()
   if curves:
-    viz.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"),
+    viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),
                                trained_steps=cfg.halt_max_steps)
     written.append("accuracy_vs_steps.png")
   if not len(meta["mask"]):
@@ -146,5 +153,5 @@ def write_pictures(run) -> list[str]:
   from recur.puzzles import PredictionSample, family_of  # pylint: disable=g-import-not-at-top
   draw = family_of(source).draw
   if draw is not None:
-    written += draw(source, PredictionSample(meta, out, cfg.halt_max_steps), workdir)
+    written += draw(source, PredictionSample(meta, out, cfg.halt_max_steps), pic_dir)
   return written

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Creates (or reuses) a Cloud TPU VM, installs recur on every worker, starts one
-# experiment on all workers at once and streams worker 0's log.
+# Requests (or reuses) a Cloud TPU slice as a queued resource, installs recur on
+# every worker, starts one experiment on all workers at once and streams worker
+# 0's log. The full walkthrough (create, run, preempt, resume on another slice
+# size, delete) is in docs/training.md.
 #
 # Every worker runs the same command; on TPU pods jax.distributed.initialize()
 # finds the other hosts by itself, so no coordinator flags are passed.
@@ -8,7 +10,7 @@
 # Example:
 #   launch/tpu_vm.sh --name=trm-arc --zone=us-central2-b --accelerator=v4-32 \
 #     --experiment=arc_trm --variant=paper --workdir=gs://my-bucket/arc_trm \
-#     -- --config.seed=1
+#     --spot -- --config.seed=1
 set -euo pipefail
 
 # shellcheck source=launch/common.sh
@@ -19,8 +21,11 @@ name=""
 zone=""
 project=""
 accelerator="v4-8"
-version="tpu-ubuntu2204-base"
+version=""                    # default: the runtime for the accelerator generation
 spot=0
+direct_create=0
+wait_minutes=60
+delete=0
 experiment=""
 variant=""
 workdir=""
@@ -40,10 +45,13 @@ usage() {
   cat <<EOF
 Usage: $(basename "$0") --name=NAME --zone=ZONE --experiment=EXP --workdir=DIR [options] [-- EXPERIMENT_ARGS...]
 
-Creates or reuses a Cloud TPU VM, copies recur to every worker, installs it
-with 'pip install -e .[tpu]' in a uv-managed venv (Python ${python_version}),
-starts 'python -m experiments.EXP' on all workers at once (nohup, one log file
-per worker in ~/recur_logs) and follows worker 0's log.
+Requests a Cloud TPU slice as a queued resource (or reuses the TPU VM NAME),
+waits until it is ACTIVE, copies recur to every worker, installs it with
+'pip install -e .[tpu]' in a uv-managed venv (Python ${python_version}), starts
+'python -m experiments.EXP' on all workers at once (nohup, one log file per
+worker in ~/recur_logs) and follows worker 0's log. The run saves a checkpoint
+and exits 0 on SIGTERM (Spot preemption, maintenance, --stop); the same
+command resumes it, also on a slice of another size.
 
 Required:
   --name=NAME             TPU VM name.
@@ -54,9 +62,16 @@ Required:
 Options:
   --variant=VARIANT       config variant: --config=experiments/configs/EXP.py:VARIANT.
   --project=PROJECT       GCP project (default: gcloud's configured project).
-  --accelerator=TYPE      accelerator type for creation (default: ${accelerator}).
-  --version=RUNTIME       TPU software version for creation (default: ${version}).
-  --spot                  create a Spot TPU VM.
+  --accelerator=TYPE      accelerator type for creation (default: ${accelerator}),
+                          e.g. v4-32, v5litepod-16 (v5e), v5p-8, v6e-8.
+  --version=RUNTIME       TPU software version (default, per generation:
+                          v6e: v2-alpha-tpuv6e, v5p: v2-alpha-tpuv5,
+                          v5e: v2-alpha-tpuv5-lite, v2-v4: tpu-ubuntu2204-base).
+  --spot                  request Spot capacity (cheaper, can be preempted).
+  --direct_create         'tpu-vm create' instead of a queued resource.
+  --wait_minutes=N        how long to wait for the queued resource to become
+                          ACTIVE (default: ${wait_minutes}).
+  --delete                delete the queued resource and its TPU VM, then exit.
   --repo_url=URL          git clone URL on the workers instead of copying the
                           local working tree with scp.
   --branch=BRANCH         branch for --repo_url (default: ${branch}).
@@ -80,6 +95,9 @@ while (( $# )); do
     --accelerator=*) accelerator="${1#*=}" ;;
     --version=*) version="${1#*=}" ;;
     --spot) spot=1 ;;
+    --direct_create) direct_create=1 ;;
+    --wait_minutes=*) wait_minutes="${1#*=}" ;;
+    --delete) delete=1 ;;
     --experiment=*) experiment="${1#*=}" ;;
     --variant=*) variant="${1#*=}" ;;
     --workdir=*) workdir="${1#*=}" ;;
@@ -100,7 +118,7 @@ done
 
 [[ -n "${name}" ]] || die "--name is required"
 [[ -n "${zone}" ]] || die "--zone is required"
-if (( ! stop )); then
+if (( ! stop && ! delete )); then
   [[ -n "${experiment}" ]] || die "--experiment is required"
   [[ " ${EXPERIMENTS} " == *" ${experiment} "* ]] \
     || die "unknown experiment '${experiment}' (one of: ${EXPERIMENTS})"
@@ -109,6 +127,29 @@ fi
 
 gcloud_flags=(--zone="${zone}")
 [[ -n "${project}" ]] && gcloud_flags+=(--project="${project}")
+
+# The TPU software version Google documents for JAX, per TPU generation.
+runtime_for() {
+  case "$1" in
+    v6e-*) echo "v2-alpha-tpuv6e" ;;
+    v5p-*) echo "v2-alpha-tpuv5" ;;
+    v5litepod-*|v5e-*) echo "v2-alpha-tpuv5-lite" ;;
+    v2-*|v3-*|v4-*) echo "tpu-ubuntu2204-base" ;;
+    *) return 1 ;;
+  esac
+}
+if [[ -z "${version}" ]]; then
+  version="$(runtime_for "${accelerator}")" \
+    || die "no default runtime for accelerator '${accelerator}': pass --version=RUNTIME"
+fi
+[[ "${wait_minutes}" =~ ^[0-9]+$ ]] || die "--wait_minutes must be a whole number"
+
+if (( delete )); then
+  # --force also deletes the TPU VM the queued resource holds.
+  run gcloud compute tpus queued-resources delete "${name}" "${gcloud_flags[@]}" \
+    --force --quiet
+  exit 0
+fi
 
 # Runs a shell command line on every worker (or on --worker=0 with $2).
 on_workers() {
@@ -123,20 +164,50 @@ if (( stop )); then
   exit 0
 fi
 
-# 1. Create the VM unless it already exists.
+# Waits until the queued resource NAME is ACTIVE (its TPU VM exists).
+wait_active() {
+  local state deadline=$(( SECONDS + 60 * wait_minutes ))
+  while true; do
+    state="$(gcloud compute tpus queued-resources describe "${name}" \
+      "${gcloud_flags[@]}" --format='value(state.state)')"
+    echo "queued resource ${name}: ${state}"
+    case "${state}" in
+      ACTIVE) return 0 ;;
+      FAILED|SUSPENDED|SUSPENDING) die "queued resource ${name} is ${state}" ;;
+    esac
+    (( SECONDS < deadline )) || die "queued resource ${name} not ACTIVE after ${wait_minutes} min"
+    sleep 30
+  done
+}
+
+# 1. Request the slice unless its TPU VM already exists.
 if (( ! skip_create )); then
-  create=(gcloud compute tpus tpu-vm create "${name}" "${gcloud_flags[@]}"
-          --accelerator-type="${accelerator}" --version="${version}")
+  if (( direct_create )); then
+    create=(gcloud compute tpus tpu-vm create "${name}" "${gcloud_flags[@]}"
+            --accelerator-type="${accelerator}" --version="${version}")
+  else
+    # A queued resource named like its one TPU VM (node), so every later
+    # command addresses the VM by --name.
+    create=(gcloud compute tpus queued-resources create "${name}" --node-id="${name}"
+            "${gcloud_flags[@]}" --accelerator-type="${accelerator}"
+            --runtime-version="${version}")
+  fi
   (( spot )) && create+=(--spot)
   if (( dry_run )); then
-    echo "# create the TPU VM unless 'describe' finds it:"
+    echo "# request the slice unless 'describe' finds its TPU VM:"
     run gcloud compute tpus tpu-vm describe "${name}" "${gcloud_flags[@]}"
     run "${create[@]}"
+    if (( ! direct_create )); then
+      echo "# then poll every 30 s (up to ${wait_minutes} min) until the state is ACTIVE:"
+      run gcloud compute tpus queued-resources describe "${name}" "${gcloud_flags[@]}" \
+        --format='value(state.state)'
+    fi
   elif gcloud compute tpus tpu-vm describe "${name}" "${gcloud_flags[@]}" \
       >/dev/null 2>&1; then
     echo "Reusing TPU VM ${name}."
   else
     run "${create[@]}"
+    (( direct_create )) || wait_active
   fi
 fi
 

@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["write_json_atomic", "read_metrics", "MetricsFileError", "cached_npz"]
+__all__ = ["write_json_atomic", "read_metrics", "parse_metrics", "MetricsFileError",
+           "cached_npz"]
 
 
 def _atomic(path: str, suffix: str, write: Callable[[Any], None], mode: str) -> None:
@@ -51,14 +52,11 @@ class MetricsFileError(ValueError):
   """A metrics.jsonl line that is not JSON (not a torn last line)."""
 
 
-def read_metrics(path: str, warn=None) -> list[dict[str, Any]]:
-  """The rows of a metrics.jsonl ([] if the file does not exist). A torn last
-  line is dropped (reported via `warn`, default stderr); any other bad line
-  raises MetricsFileError naming the file and line."""
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8", errors="replace") as f:
-    lines = f.read().split("\n")
+def parse_metrics(text: str, where: str, warn=None) -> list[dict[str, Any]]:
+  """Rows of metrics JSON lines read from `where`. A torn last line is dropped
+  (reported via `warn`, default stderr); any other bad line raises
+  MetricsFileError naming `where` and the line."""
+  lines = text.split("\n")
   numbered = [(i + 1, l) for i, l in enumerate(lines) if l.strip().strip("\x00")]
   rows = []
   for j, (num, line) in enumerate(numbered):
@@ -68,14 +66,23 @@ def read_metrics(path: str, warn=None) -> list[dict[str, Any]]:
         raise ValueError(f"a {type(row).__name__}, not an object")
     except ValueError as e:
       if j == len(numbered) - 1:
-        msg = (f"warning: {path} line {num}: dropping a torn last line "
+        msg = (f"warning: {where} line {num}: dropping a torn last line "
                f"({len(line)} characters; a crash or full disk mid-write)")
         (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(msg)
         break
-      raise MetricsFileError(f"{path} line {num}: not a JSON object ({e}): "
+      raise MetricsFileError(f"{where} line {num}: not a JSON object ({e}): "
                              f"{line[:80]!r}") from e
     rows.append(row)
   return rows
+
+
+def read_metrics(path: str, warn=None) -> list[dict[str, Any]]:
+  """The rows of a metrics.jsonl file ([] if it does not exist), as
+  `parse_metrics` reads them."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return parse_metrics(f.read(), path, warn)
 
 
 def cached_npz(cache_dir: str | None, prefix: str, params: Mapping[str, Any],

@@ -51,10 +51,13 @@ def test_tpu_vm_dry_run():
   # Then it describes, creates, copies, installs, starts on all, tails worker 0.
   assert any(l.startswith("gcloud compute tpus tpu-vm describe trm-arc "
                           "--zone=us-central2-b --project=proj") for l in lines)
-  create = [l for l in lines if "tpu-vm create" in l]
-  assert len(create) == 1
-  assert "--accelerator-type=v4-32" in create[0]
-  assert "--version=tpu-ubuntu2204-base" in create[0]
+  create = [l for l in lines if "queued-resources create" in l]
+  assert create == ["gcloud compute tpus queued-resources create trm-arc --node-id=trm-arc "
+                    "--zone=us-central2-b --project=proj --accelerator-type=v4-32 "
+                    "--runtime-version=tpu-ubuntu2204-base"]
+  assert "tpu-vm create" not in proc.stdout
+  assert ("gcloud compute tpus queued-resources describe trm-arc --zone=us-central2-b "
+          "--project=proj '--format=value(state.state)'") in lines
   assert any("tpu-vm scp" in l and "--worker=all" in l for l in lines)
   install = [l for l in lines if "pip install" in l]
   assert len(install) == 1 and "--worker=all" in install[0]
@@ -68,6 +71,45 @@ def test_tpu_vm_dry_run():
   assert lines[-1].startswith("gcloud compute tpus tpu-vm ssh trm-arc "
                               "--worker=0")
   assert "tail" in lines[-1]
+
+
+@pytest.mark.parametrize("accelerator,runtime", [
+    ("v4-8", "tpu-ubuntu2204-base"), ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+    ("v5p-32", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e")])
+@pytest.mark.parametrize("spot", [False, True])
+def test_tpu_vm_runtime_per_generation_and_spot(accelerator, runtime, spot):
+  proc = _run("tpu_vm.sh", "--name=n", "--zone=z", f"--accelerator={accelerator}",
+              "--experiment=sudoku_trm", "--workdir=gs://b/s", "--no_tail", "--dry-run",
+              *(["--spot"] if spot else []))
+  assert proc.returncode == 0, proc.stderr
+  create = [l for l in proc.stdout.splitlines() if "queued-resources create" in l]
+  assert create == ["gcloud compute tpus queued-resources create n --node-id=n --zone=z "
+                    f"--accelerator-type={accelerator} --runtime-version={runtime}"
+                    + (" --spot" if spot else "")]
+
+
+def test_tpu_vm_direct_create_version_override_and_unknown_generation():
+  proc = _run("tpu_vm.sh", "--name=n", "--zone=z", "--accelerator=v6e-8",
+              "--version=v2-alpha-tpuv6e-custom", "--direct_create", "--spot",
+              "--experiment=sudoku_trm", "--workdir=gs://b/s", "--no_tail", "--dry-run")
+  assert proc.returncode == 0, proc.stderr
+  assert ("gcloud compute tpus tpu-vm create n --zone=z --accelerator-type=v6e-8 "
+          "--version=v2-alpha-tpuv6e-custom --spot") in proc.stdout.splitlines()
+  assert "queued-resources" not in proc.stdout
+  bad = _run("tpu_vm.sh", "--name=n", "--zone=z", "--accelerator=v9-8",
+             "--experiment=sudoku_trm", "--workdir=gs://b/s", "--dry-run")
+  assert bad.returncode == 2 and "no default runtime for accelerator 'v9-8'" in bad.stderr
+
+
+def test_tpu_vm_delete_and_stop():
+  proc = _run("tpu_vm.sh", "--name=n", "--zone=z", "--project=p", "--delete", "--dry-run")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == [
+      "gcloud compute tpus queued-resources delete n --zone=z --project=p --force --quiet"]
+  stop = _run("tpu_vm.sh", "--name=n", "--zone=z", "--stop", "--dry-run")
+  assert stop.returncode == 0, stop.stderr
+  # SIGTERM to the run's process group: the run checkpoints and exits 0.
+  assert "kill -- -" in stop.stdout and "--worker=all" in stop.stdout
 
 
 def test_tpu_vm_dry_run_git_clone_and_skip_create():

@@ -27,6 +27,7 @@ def base() -> ml_collections.ConfigDict:
   c.max_param_abs = 1e6        # stop if any weight exceeds this (0: no limit)
   c.lock_stale_s = 120.0       # a workdir lock without heartbeat this long is taken over
   c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
+  c.profile_steps = ""         # "A:B": jax.profiler trace of steps A+1..B into tensorboard/
   return c
 
 
