@@ -212,8 +212,9 @@ def fit_puzzle_embeddings(cfg: ModelConfig, params: Params, source, *, steps: in
     oc = train.OptimConfig(global_batch_size=batch_size, total_steps=n, lr=dense_lr,
                            lr_warmup_steps=0, weight_decay=0.0, puzzle_emb_lr=lr,
                            puzzle_emb_weight_decay=0.0, ema=False)
+    # may_alias=False: the step donates its state, never the caller's params.
     state = jax.device_put(train.init_state(jax.random.PRNGKey(seed), cfg, oc, spec,
-                                            params=params), rep)
+                                            params=params), rep, may_alias=False)
     step = jax.jit(functools.partial(train.train_step, cfg=cfg, oc=oc),
                    in_shardings=(rep, rep), out_shardings=(rep, rep),
                    donate_argnums=0)
