@@ -87,10 +87,13 @@ def make_optimizer(oc: OptimConfig) -> optax.GradientTransformation:
 
 
 def init_state(key: Array, cfg: ModelConfig, oc: OptimConfig,
-               example_batch: dict[str, Any]) -> TrainState:
-  """Fresh state; `example_batch` only gives the global batch's shapes/dtypes."""
+               example_batch: dict[str, Any], params: Params | None = None
+               ) -> TrainState:
+  """Fresh state; `example_batch` only gives the global batch's shapes/dtypes.
+  `params`: start from these model params instead of a random init (fresh
+  optimizer, EMA and carry; test-time fitting, `recur.inference`)."""
   k_init, k_run = jax.random.split(key)
-  params, table = split_params(cfg.init(k_init))
+  params, table = split_params(cfg.init(k_init) if params is None else params)
   tx = make_optimizer(oc)
   spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in example_batch.items()}
   return TrainState(

@@ -36,7 +36,7 @@ def test_a_new_family_trains_and_evaluates(reverse_family, tmp_path):
   config.data = loop.ml_collections.ConfigDict(
       dict(name="reverse", n=4, num_train=32, num_test=8, eval_batch_size=8))
   config.update(steps=2, checkpoint_every=2, pictures=False)
-  final = loop.run(config, str(tmp_path))
+  final = loop.run(config, str(tmp_path)).metrics
   # Then its own evaluator scored the test split beside the common metrics.
   assert final["eval/count"] == 8
   assert 0.0 <= final["eval/same_digits_rate"] <= 1.0

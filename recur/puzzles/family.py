@@ -23,6 +23,11 @@ The hooks, all but `name`, `sources` and `evaluator` optional:
                puzzles of a user's file for `experiments.solve`.
   claims_file  claims_file(path) -> bool: whether a file of unknown family
                holds this family's puzzles (solve with --kind=auto).
+  solve_tasks  solve_tasks(cfg, params, path, **knobs) -> (outputs, details):
+               for families whose files hold tasks with demonstrations
+               (ARC) rather than puzzles to read (`read_puzzles`): fit, then
+               predict; `experiments.solve` writes both (ARC:
+               `recur.puzzles.arc.solve.solve_tasks`).
   prepared     a `PreparedHooks`: what a prepared dataset keeps beyond the
                examples so the evaluator and drawer work on it.
 """
@@ -123,6 +128,7 @@ class PuzzleFamily:
   draw: Callable[[Any, PredictionSample, str], list[str]] | None = None
   read_puzzles: Callable[[str, int, Mapping[str, Any]], PuzzleFile] | None = None
   claims_file: Callable[[str], bool] | None = None
+  solve_tasks: Callable[..., tuple[Any, Any]] | None = None
   prepared: PreparedHooks = PreparedHooks()
   # Source classes of this family: prepared datasets written before
   # DatasetInfo.family existed name only their class.

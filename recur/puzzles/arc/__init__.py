@@ -5,6 +5,7 @@
   evaluate.py  ArcTasks (what scoring needs), ArcEvaluator: voting, pass@K,
                submission.json; validate_submission
   tasks.py     ArcTaskSet: a user's tasks to solve (experiments.solve)
+  solve.py     solve_tasks: fit embeddings on the demonstrations, vote
   prepared.py  what a prepared ARC dataset keeps; PreparedArcSource
   draw.py      the ARC palette, grids, the run pictures
 """
@@ -24,8 +25,15 @@ def _claims_file(path: str) -> bool:
   return os.path.isdir(path) or path.endswith(".json")
 
 
+def _solve_tasks(*args, **kwargs):
+  # Deferred: solving needs jax and the pipeline, the family's data code not.
+  from recur.puzzles.arc import solve  # pylint: disable=g-import-not-at-top
+  return solve.solve_tasks(*args, **kwargs)
+
+
 FAMILY = PuzzleFamily(
     name="arc", sources={"arc": ArcSource},
     evaluator=lambda source, split: ArcEvaluator(source, split=split),
-    draw=draw.draw_run, claims_file=_claims_file, prepared=prepared.HOOKS,
+    draw=draw.draw_run, claims_file=_claims_file, solve_tasks=_solve_tasks,
+    prepared=prepared.HOOKS,
     source_classes=("ArcSource",))

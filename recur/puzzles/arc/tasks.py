@@ -13,9 +13,9 @@ import numpy as np
 
 from recur.data.base import DatasetInfo
 from recur.puzzles.arc import augment as aa
-from recur.puzzles.arc.source import encode_examples
+from recur.puzzles.arc.source import encode_examples, load_path
 
-__all__ = ["ArcTaskSet"]
+__all__ = ["ArcTaskSet", "load_tasks"]
 
 
 class ArcTaskSet:
@@ -66,3 +66,15 @@ class ArcTaskSet:
         translate=self.translate and split == "train",
         puzzle_identifier=self._first[group] + version, group=group,
         version=version)
+
+
+def load_tasks(path: str) -> list:
+  """The tasks of a user's file: a task JSON, a directory of them or a Kaggle
+  `*_challenges.json` (`source.load_path`), each task id once."""
+  tasks, seen = [], set()
+  for subset in load_path(path).values():
+    for tid, t in subset.items():
+      if tid not in seen:
+        seen.add(tid)
+        tasks.append(t)
+  return tasks
