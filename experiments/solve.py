@@ -61,7 +61,8 @@ import numpy as np
 
 from recur import convert, inference, models
 from recur.checkpoint import restore_for_inference
-from recur.files import write_json_atomic
+from experiments import paths
+from experiments.paths import write_json_atomic  # a URL (gs://...) too
 from recur.puzzles import registry
 
 FLAGS = flags.FLAGS
@@ -105,8 +106,7 @@ def _read_json_arg(text: str) -> Any:
   text = text.strip()
   if text.startswith("{"):
     return json.loads(text)
-  with open(text) as f:
-    return json.load(f)
+  return json.loads(paths.read_text(text))
 
 
 def model_config_from_json(d: dict, params: dict | None = None):
@@ -146,13 +146,14 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
   if bool(workdir) == bool(checkpoint):
     raise app.UsageError("give exactly one of --workdir and --checkpoint")
   if checkpoint and checkpoint.endswith((".npz", ".pt", ".pth")):
+    local = paths.local_copy(checkpoint)  # gs://... is downloaded once
     if checkpoint.endswith(".npz"):
-      with np.load(checkpoint) as z:
+      with np.load(local) as z:
         state = {k: z[k] for k in z.files}
     else:
-      state = convert.load_torch_state_dict(checkpoint)
+      state = convert.load_torch_state_dict(local)
     params = convert.from_reference(state)
-    if not model_config and not os.path.exists(_sidecar(checkpoint)):
+    if not model_config and not paths.exists(_sidecar(checkpoint)):
       raise app.UsageError(f"{checkpoint}: a state dict needs --model_config "
                            f"(or {_sidecar(checkpoint)})")
     side = _read_json_arg(model_config or _sidecar(checkpoint))
@@ -162,7 +163,7 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
                          "source": checkpoint}
   step = None
   if checkpoint:
-    path = os.path.abspath(checkpoint.rstrip("/"))
+    path = paths.normalize(checkpoint.rstrip("/"))  # a URL stays one
     base = os.path.basename(path)
     if base.isdigit() and os.path.basename(os.path.dirname(path)) == "checkpoints":
       workdir, step = os.path.dirname(os.path.dirname(path)), int(base)
@@ -257,8 +258,9 @@ def main(argv) -> None:
   logging.getLogger("absl").setLevel(logging.WARNING)
   cfg, params, meta = load_model(FLAGS.workdir, FLAGS.checkpoint, FLAGS.model_config)
   data = meta.get("data") or {}
+  input_path = paths.local_copy(FLAGS.input)  # the outputs may be URLs too
   family = (registry.get_family(FLAGS.kind) if FLAGS.kind != "auto"
-            else family_for_input(FLAGS.input, data))
+            else family_for_input(input_path, data))
   print(f"model: {cfg.name} from {meta['source']} ({family.name})", flush=True)
   t0 = time.time()
   knobs = dict(steps=FLAGS.steps, early_exit=FLAGS.early_exit,
@@ -266,7 +268,7 @@ def main(argv) -> None:
                batch_size=FLAGS.batch_size, seed=FLAGS.seed)
   if family.solve_tasks is not None:
     sub, details = family.solve_tasks(
-        cfg, params, FLAGS.input, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
+        cfg, params, input_path, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
         fit_lr=FLAGS.fit_lr, fit_batch_size=FLAGS.fit_batch_size,
         finetune_all_steps=FLAGS.finetune_all_steps, finetune_lr=FLAGS.finetune_lr,
         log=lambda line: print(line, flush=True), **knobs)
@@ -280,7 +282,7 @@ def main(argv) -> None:
       print(knob_table(family.name, details["metrics"]), flush=True)
     return
   box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else data.get("box")
-  res = inference.solve_puzzle_file(cfg, params, FLAGS.input, family,
+  res = inference.solve_puzzle_file(cfg, params, input_path, family,
                                     options={"box": box}, **knobs)
   write_json_atomic(FLAGS.output, res)
   print(f"wrote {FLAGS.output} ({res['count']} puzzles) in {time.time() - t0:.1f}s",
