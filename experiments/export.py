@@ -48,7 +48,8 @@ def export(workdir: str, out: str, step: int | None = None,
   """Writes the state dict and its config sidecar; returns their paths."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from recur import checkpoint, convert  # pylint: disable=g-import-not-at-top
-  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step)
+  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step,
+                                                                 where="exporting")
   params = {k: np.asarray(v) if not isinstance(v, dict) else v
             for k, v in params.items()}
   root, ext = os.path.splitext(out)

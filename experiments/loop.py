@@ -103,7 +103,7 @@ class Run:
   @property
   def params(self) -> dict[str, Any]:
     """Eval params (EMA weights if the run keeps an EMA)."""
-    return train.eval_params(self.state)
+    return train.eval_params(self.state, _optim_config(self.config, self.step))
 
 
 def _guarded_step(state, batch, *, cfg, oc):
@@ -272,7 +272,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       if want_ckpt:
         save(step, state)
       if want_eval:
-        res = evaluation.evaluate(config, cfg, train.eval_params(state), source, mesh)
+        res = evaluation.evaluate(config, cfg, train.eval_params(state, oc), source, mesh)
         writer.write(step, res)
         if is_main:
           print(evaluation.format_eval(step, res), flush=True)
@@ -283,7 +283,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     ckpts.wait()
     final = dict(last)
     if config.get("eval_at_end", True):
-      res = evaluation.evaluate(config, cfg, train.eval_params(state), source, mesh,
+      res = evaluation.evaluate(config, cfg, train.eval_params(state, oc), source, mesh,
                                 workdir=workdir if is_main else None)
       writer.write(total, res)
       final.update(res)
