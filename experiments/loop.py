@@ -47,7 +47,7 @@ import numpy as np
 from experiments import evaluation
 from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
-from recur import checkpoint, fingerprint, models, sharding, train
+from recur import checkpoint, checks, fingerprint, models, sharding, train
 from recur.data import make_source
 from recur.data.pipeline import TrainIterator, make_global_batch
 
@@ -152,8 +152,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
   cfg = build_model_config(config, source.info, n_dev)
 
   gb = config.batch_size
-  if gb % n_dev:
-    raise RunError(f"batch_size {gb} is not divisible by the {n_dev} devices")
+  checks.check_batch_fits_devices(gb, n_dev, "config.batch_size")
   it = TrainIterator(source, gb, seed=config.seed,
                      process_index=jax.process_index(),
                      process_count=jax.process_count(),

@@ -144,6 +144,8 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
 
 def save_torch_state_dict(params: Params, path: str, compiled: bool = False) -> None:
   torch = _torch()
-  sd = {k: torch.from_numpy(v) for k, v in
+  # np.asarray of a jax.Array is read-only, and torch.from_numpy warns about
+  # (and would share) a non-writable buffer: hand it writable C-order copies.
+  sd = {k: torch.from_numpy(np.array(v, order="C", copy=True)) for k, v in
         to_reference(params, reference_prefix(compiled)).items()}
   torch.save(sd, path)

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from recur import layers
+from recur import checks, layers
 from recur.config import ModelConfig, SegmentOutput
 
 __all__ = ["init_io", "embed_inputs", "segment_inputs", "rope_for", "output_heads"]
@@ -71,6 +71,8 @@ def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
   the reasoning-module function `level(stack, h, injection)`). `puzzle_emb`
   [B, P] are the looked-up rows (passed explicitly so training can differentiate
   w.r.t. them); default: looked up from `params["puzzle_emb"]`."""
+  checks.check_batch(cfg, batch, "segment")
+  checks.check_params(cfg, params, "segment")
   net = params["net"]
   if puzzle_emb is None and cfg.prefix_len:
     puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from recur import act, optim
+from recur import act, checks, optim
 from recur.config import ModelConfig
 
 __all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
@@ -109,7 +109,13 @@ def init_state(key: Array, cfg: ModelConfig, oc: OptimConfig,
 def train_step(state: TrainState, batch: dict[str, Array], *,
                cfg: ModelConfig, oc: OptimConfig
                ) -> tuple[TrainState, dict[str, Array]]:
-  """One supervision segment + optimizer update. Pure; jit with donation."""
+  """One supervision segment + optimizer update. Pure; jit with donation.
+
+  `batch`: {"inputs", "labels": int32 [B, seq_len], "puzzle_identifiers":
+  int32 [B]}, B the rows of `state.carry` (init_state's example_batch).
+  Returns the new state and the metric sums (f32 scalars; `reduce_metrics`).
+  """
+  checks.check_batch(cfg, batch, "train_step", rows=state.carry.halted.shape[0])
   params = model_params(state, ema=False)
   carry = act.refill(params, state.carry, batch)
   ids = carry.current_data["puzzle_identifiers"]

@@ -47,6 +47,8 @@ def test_export_npz_names_and_round_trip(sudoku_workdir, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   # Then the 2-step run's EMA (rate 0.999) is flagged as too young, once.
   assert proc.stderr.count("EmaHorizonWarning: exporting EMA weights after 2 steps") == 1
+  # And no backend-probe noise on this CPU run.
+  assert "Unable to initialize backend" not in proc.stderr
   # And the file holds the reference's names and the sidecar our config.
   with np.load(out) as z:
     names = set(z.files)
