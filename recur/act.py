@@ -33,6 +33,9 @@ Params = dict[str, Any]
 
 
 class ActCarry(NamedTuple):
+  """The persistent ACT carry: latents z_H, z_L [B, S, D] (cfg.dtype; z_L [B, 0,
+  D] for the transformer), segments run `steps` int32 [B], `halted` bool [B],
+  and `current_data`, the batch rows being worked on."""
   z_H: Array                    # [B, S, D]
   z_L: Array                    # [B, S, D] ([B, 0, D] for the transformer)
   steps: Array                  # [B] int32

@@ -216,6 +216,8 @@ def restore(path, target=None):
 # -- a training run's checkpoints ------------------------------------------------------
 
 class RunRestore(NamedTuple):
+  """A restored checkpoint of a run: its step, train state, input-pipeline
+  position (JSON) and metadata."""
   step: int
   state: Any
   data: Any                       # the input pipeline position (JSON)
@@ -344,6 +346,8 @@ class RunCheckpoints:
 # -- inference -------------------------------------------------------------------------
 
 class InferenceCheckpoint(NamedTuple):
+  """A run's checkpoint ready for inference: the model config, its eval params
+  (EMA weights if kept), the run's config.json and the step."""
   cfg: Any                 # the model config (recur.models)
   params: dict[str, Any]   # eval params (EMA weights if the run kept an EMA)
   config: dict[str, Any]   # the run's config.json

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +164,8 @@ def _rotate_half(x: Array) -> Array:
 
 
 def apply_rope(x_BSNK: Array, cos_SK: Array, sin_SK: Array) -> Array:
+  """Rotary position embedding of `x_BSNK` [B, S, N, K] with tables cos/sin [S,
+  K]; computed in the tables' dtype, returned in x's dtype."""
   dtype = x_BSNK.dtype
   x = x_BSNK.astype(cos_SK.dtype)
   out = x * cos_SK[:, None, :] + _rotate_half(x) * sin_SK[:, None, :]
@@ -195,11 +197,16 @@ def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
   return _dense(out.reshape(b, s, n * k), o_XD)
 
 
-def _attention_impl(cfg: LayerConfig, q: Array) -> str | None:
+def _attention_impl(cfg: LayerConfig, q: Array) -> Literal["xla", "cudnn"] | None:
   """"auto"/None: cuDNN's fused kernel on GPUs in bf16/fp16 (XLA's default
   keeps [B, N, S, S] score matrices alive for the backward pass), else XLA."""
+  if cfg.attention_impl == "xla":
+    return "xla"
+  if cfg.attention_impl == "cudnn":
+    return "cudnn"
   if cfg.attention_impl not in (None, "auto"):
-    return cfg.attention_impl
+    raise ValueError(f"attention_impl must be None, 'auto', 'xla' or 'cudnn', "
+                     f"got {cfg.attention_impl!r}")
   if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
       and q.shape[-1] % 8 == 0 and q.shape[-1] <= 128):
     return "cudnn"
@@ -207,6 +214,8 @@ def _attention_impl(cfg: LayerConfig, q: Array) -> str | None:
 
 
 def swiglu(x: Array, gate_up: Array, down: Array) -> Array:
+  """SwiGLU MLP: `x` [..., D] @ `gate_up` [D, 2F] -> silu(gate) * up [..., F] @
+  `down` [F, D] -> [..., D], in x's dtype."""
   gate, up = jnp.split(_dense(x, gate_up), 2, axis=-1)
   return _dense(jax.nn.silu(gate) * up, down)
 

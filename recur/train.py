@@ -63,6 +63,9 @@ class OptimConfig:
 
 
 class TrainState(NamedTuple):
+  """Everything a train step reads and writes (see the module docstring): step
+  int32 [], dense params, puzzle table float32 [N, P], optimiser state, EMA of
+  the net (or None), ACT carry, root PRNG key."""
   step: Array                 # int32 scalar: optimizer steps done
   params: Params              # {"net", "H_init", "L_init"}: dense weights + buffers
   puzzle_emb: Array           # [num_puzzle_identifiers, P] sparse sign-SGD table
@@ -84,6 +87,8 @@ def join_params(dense: Params, table: Array) -> Params:
 
 
 def make_optimizer(oc: OptimConfig) -> optax.GradientTransformation:
+  """The dense-weight optimiser of `oc`: AdamATan2 with decoupled weight decay
+  on the warmup-cosine schedule."""
   return optim.adam_atan2(oc.schedule(oc.lr), b1=oc.beta1, b2=oc.beta2,
                           weight_decay=oc.weight_decay)
 
