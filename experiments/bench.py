@@ -76,6 +76,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from experiments import cli
 from recur import core, layers, models, sharding, train
 
 FLAGS = flags.FLAGS
@@ -460,4 +461,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.quiet_backend_probe()
+  app.run(main, flags_parser=cli.flags_parser())

@@ -34,6 +34,7 @@ from ml_collections import config_flags
 import ml_collections
 import numpy as np
 
+from experiments import cli
 from recur.files import write_json_atomic
 
 __all__ = ["plan_arms", "count_params", "depth_per_segment", "run_experiment",
@@ -472,4 +473,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.quiet_backend_probe()
+  app.run(main, flags_parser=cli.flags_parser())

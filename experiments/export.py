@@ -6,7 +6,9 @@ Takes the evaluation weights of the latest (or `--step`) checkpoint (the EMA of
 the dense net when the run kept one, plus the puzzle-embedding table and
 H_init/L_init), renames them to the reference's state-dict names
 (`recur.convert.to_reference`, `model.inner.` prefix; `--compiled` adds the
-`_orig_mod.` prefix of a `torch.compile`d model) and writes `.pt` (needs
+`_orig_mod.` prefix of a `torch.compile`d model: the reference's pretrain.py
+compiles its model unless DISABLE_COMPILE is set, so loading there with
+`load_checkpoint` needs `--compiled`) and writes `.pt` (needs
 torch; without it the same tensors go to `PATH.npz`) or `.npz`. Beside it,
 `PATH.json` holds our model config and the run's data config, so
 `python -m experiments.solve --checkpoint=PATH.npz` needs no --model_config.
@@ -19,6 +21,8 @@ import sys
 from absl import app, flags
 import numpy as np
 
+from experiments import cli
+
 FLAGS = flags.FLAGS
 
 
@@ -28,7 +32,13 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Run directory.")
   flags.DEFINE_string("out", None, "Output file: .pt or .npz.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-  flags.DEFINE_bool("compiled", False, "Names as saved from a torch.compile'd model.")
+  flags.DEFINE_bool(
+      "compiled", False,
+      "Prefix every name with '_orig_mod.', as a torch.compile'd model saves and "
+      "loads them. Needed to load the file with the reference's pretrain.py "
+      "(load_checkpoint): it torch.compiles the model unless DISABLE_COMPILE is "
+      "set, then load_state_dict is strict. Leave it off for DISABLE_COMPILE=1 "
+      "or an uncompiled model; recur (solve --checkpoint) reads both.")
 
 
 __all__ = ["export", "main"]
@@ -48,7 +58,8 @@ def export(workdir: str, out: str, step: int | None = None,
   import dataclasses  # pylint: disable=g-import-not-at-top
   from experiments import paths  # pylint: disable=g-import-not-at-top
   from recur import checkpoint, convert  # pylint: disable=g-import-not-at-top
-  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step)
+  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step,
+                                                                 where="exporting")
   params = {k: np.asarray(v) if not isinstance(v, dict) else v
             for k, v in params.items()}
   root, ext = os.path.splitext(out)
@@ -82,4 +93,5 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.quiet_backend_probe()
+  app.run(main, flags_parser=cli.flags_parser())

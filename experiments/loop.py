@@ -46,7 +46,7 @@ import numpy as np
 from experiments import evaluation, paths, preemption
 from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
-from recur import checkpoint, fingerprint, models, sharding, train
+from recur import checkpoint, checks, fingerprint, models, sharding, train
 from recur.data import make_source
 from recur.data.pipeline import TrainIterator, make_global_batch
 
@@ -104,7 +104,7 @@ class Run:
   @property
   def params(self) -> dict[str, Any]:
     """Eval params (EMA weights if the run keeps an EMA)."""
-    return train.eval_params(self.state)
+    return train.eval_params(self.state, _optim_config(self.config, self.step))
 
 
 def _guarded_step(state, batch, *, cfg, oc):
@@ -153,8 +153,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
   cfg = build_model_config(config, source.info, n_dev)
 
   gb = config.batch_size
-  if gb % n_dev:
-    raise RunError(f"batch_size {gb} is not divisible by the {n_dev} devices")
+  checks.check_batch_fits_devices(gb, n_dev, "config.batch_size")
   it = TrainIterator(source, gb, seed=config.seed,
                      process_index=jax.process_index(),
                      process_count=jax.process_count(),
@@ -293,7 +292,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       if want_ckpt:
         save(step, state)
       if want_eval:
-        res = evaluation.evaluate(config, cfg, train.eval_params(state), source, mesh)
+        res = evaluation.evaluate(config, cfg, train.eval_params(state, oc), source, mesh)
         writer.write(step, res)
         if is_main:
           print(evaluation.format_eval(step, res), flush=True)
@@ -305,7 +304,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     ckpts.wait()
     final = dict(last)
     if config.get("eval_at_end", True):
-      res = evaluation.evaluate(config, cfg, train.eval_params(state), source, mesh,
+      res = evaluation.evaluate(config, cfg, train.eval_params(state, oc), source, mesh,
                                 workdir=workdir if is_main else None)
       writer.write(total, res)
       final.update(res)

@@ -16,6 +16,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import cli
+
 __all__ = ["entry"]
 
 FLAGS = flags.FLAGS
@@ -23,6 +25,8 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, pictur
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-host, non-TPU).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host, non-TPU).")
 flags.DEFINE_integer("process_id", None, "This process's index (multi-host, non-TPU).")
+flags.DEFINE_bool("verbose", False, "Full tracebacks on errors (also RECUR_VERBOSE=1); "
+                  "by default a mistake prints one line.")
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -46,10 +50,16 @@ def initialize_distributed() -> None:
 
 def entry(name: str, default_variant: str = "demo") -> None:
   """Defines --config for experiments/configs/<name>.py and runs the loop."""
-  config_flags.DEFINE_config_file(
-      "config", os.path.join(CONFIG_DIR, f"{name}.py:{default_variant}"),
-      f"Config file and variant, e.g. experiments/configs/{name}.py:smoke",
-      lock_config=True)
+  default = os.path.join(CONFIG_DIR, f"{name}.py:{default_variant}")
+  try:
+    # ml_collections applies `--config.KEY=...` overrides of the default file
+    # right here (without --config=): a mistyped key already fails now.
+    config_flags.DEFINE_config_file(
+        "config", default,
+        f"Config file and variant, e.g. experiments/configs/{name}.py:smoke",
+        lock_config=True)
+  except Exception as e:  # pylint: disable=broad-except
+    cli.exit_with_one_line(e, sys.argv, default)
 
   def main(argv):
     del argv
@@ -69,8 +79,11 @@ def entry(name: str, default_variant: str = "demo") -> None:
     except (loop.RunError, CheckpointError, LockHeld, ValueError) as e:
       # Bad data (recur.data.DataError), a bad config, a busy workdir or a run
       # that cannot go on: one clear message, nothing already written is lost.
+      if FLAGS.verbose or cli.verbose():
+        raise
       print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
       sys.exit(1)
     report.final_report(run)
 
-  app.run(main)
+  cli.quiet_backend_probe()
+  app.run(main, flags_parser=cli.flags_parser(default))

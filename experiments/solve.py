@@ -293,4 +293,6 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.quiet_backend_probe()
+  app.run(main, flags_parser=cli.flags_parser())

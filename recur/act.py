@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from recur import losses
+from recur import checks, losses
 from recur.config import InnerCarry, ModelConfig
 
 __all__ = ["ActCarry", "empty_carry", "refill", "advance", "act_step",
@@ -33,6 +33,9 @@ Params = dict[str, Any]
 
 
 class ActCarry(NamedTuple):
+  """The persistent ACT carry: latents z_H, z_L [B, S, D] (cfg.dtype; z_L [B, 0,
+  D] for the transformer), segments run `steps` int32 [B], `halted` bool [B],
+  and `current_data`, the batch rows being worked on."""
   z_H: Array                    # [B, S, D]
   z_L: Array                    # [B, S, D] ([B, 0, D] for the transformer)
   steps: Array                  # [B] int32
@@ -105,6 +108,7 @@ def act_step(cfg: ModelConfig, params: Params, carry: ActCarry,
              batch: dict[str, Array], key: Array | None = None, *, train: bool
              ) -> tuple[ActCarry, dict[str, Array]]:
   """`refill` then `advance`, puzzle-embedding rows looked up from params."""
+  checks.check_batch(cfg, batch, "act_step", rows=carry.halted.shape[0])
   return advance(cfg, params, refill(params, carry, batch), key, train=train)
 
 
@@ -127,6 +131,7 @@ def rollout(cfg: ModelConfig, params: Params, batch: dict[str, Array],
   position (noisy latent trajectories for test-time compute); the transformer's
   empty z_L stays empty.
   """
+  checks.check_batch(cfg, batch, "rollout")
   n = cfg.halt_max_steps if num_steps is None else num_steps
   carry = refill(params, empty_carry(cfg, batch), batch)
   if key is not None:

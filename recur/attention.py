@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -98,7 +99,7 @@ def _cudnn_padded(q, k, v):
   return padded_masked(q, k, v, padded_len(q.shape[1], "cudnn"), "cudnn")
 
 
-def padded_masked(q, k, v, to: int, implementation: str) -> Array:
+def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> Array:
   """`jax.nn.dot_product_attention` on a sequence zero-padded to `to`, the
   padded keys masked (`key_value_seq_lengths`) and the padded query rows
   dropped: exactly the unpadded attention, forward and gradient (the padded

@@ -216,6 +216,8 @@ def restore(path, target=None):
 # -- a training run's checkpoints ------------------------------------------------------
 
 class RunRestore(NamedTuple):
+  """A restored checkpoint of a run: its step, train state, input-pipeline
+  position (JSON) and metadata."""
   step: int
   state: Any
   data: Any                       # the input pipeline position (JSON)
@@ -344,6 +346,8 @@ class RunCheckpoints:
 # -- inference -------------------------------------------------------------------------
 
 class InferenceCheckpoint(NamedTuple):
+  """A run's checkpoint ready for inference: the model config, its eval params
+  (EMA weights if kept), the run's config.json and the step."""
   cfg: Any                 # the model config (recur.models)
   params: dict[str, Any]   # eval params (EMA weights if the run kept an EMA)
   config: dict[str, Any]   # the run's config.json
@@ -357,9 +361,12 @@ def model_fields(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def restore_for_inference(workdir, step: int | None = None,
-                          warn: Callable[[str], None] = log.warning) -> InferenceCheckpoint:
+                          warn: Callable[[str], None] = log.warning,
+                          where: str = "evaluating") -> InferenceCheckpoint:
   """(model config, eval params, run config, step) of a run's checkpoint:
-  the given step, else the newest one that restores and verifies."""
+  the given step, else the newest one that restores and verifies. EMA weights
+  younger than their horizon warn once (`recur.train.eval_params`; `where`
+  says what they are for)."""
   from recur import models, train  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   cfile = workdir / "config.json"
@@ -385,6 +392,8 @@ def restore_for_inference(workdir, step: int | None = None,
                                 where=f"{workdir}/checkpoints/{step} meta")
   if isinstance(state, dict):
     state = train.TrainState(*[state[f] for f in train.TrainState._fields])
-  params = jax.tree.map(jnp.asarray, train.eval_params(state))
+  rate = (config.get("optim") or {}).get("ema_rate", train.OptimConfig.ema_rate)
+  params = jax.tree.map(jnp.asarray, train.eval_params(
+      state, train.OptimConfig(ema_rate=rate), where=where))
   return InferenceCheckpoint(cfg, params, config, int(step))
 

@@ -53,6 +53,8 @@ class InnerCarry(NamedTuple):
 
 
 class SegmentOutput(NamedTuple):
+  """What a segment's heads give: LM `logits` float32 [B, seq_len, V] (puzzle
+  prefix dropped) and `q_logits` float32 [B, 2] (q_halt, q_continue)."""
   logits: Array          # [B, seq_len, V] float32, puzzle prefix dropped
   q_logits: Array        # [B, 2] float32: (q_halt, q_continue)
 

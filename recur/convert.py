@@ -96,6 +96,9 @@ def from_reference(state: Mapping[str, Any]) -> Params:
 
 
 def reference_prefix(compiled: bool = False) -> str:
+  """The reference's state-dict name prefix: `model.inner.`, with `_orig_mod.`
+  in front for a `torch.compile`d model (what the reference's pretrain.py loads
+  unless DISABLE_COMPILE is set)."""
   return ("_orig_mod." if compiled else "") + "model.inner."
 
 
@@ -143,7 +146,11 @@ def load_torch_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def save_torch_state_dict(params: Params, path: str, compiled: bool = False) -> None:
+  """Writes `params` (recur layout) as a reference state dict of float tensors
+  with torch.save (needs torch); `compiled` adds the `_orig_mod.` prefix."""
   torch = _torch()
-  sd = {k: torch.from_numpy(v) for k, v in
+  # np.asarray of a jax.Array is read-only, and torch.from_numpy warns about
+  # (and would share) a non-writable buffer: hand it writable C-order copies.
+  sd = {k: torch.from_numpy(np.array(v, order="C", copy=True)) for k, v in
         to_reference(params, reference_prefix(compiled)).items()}
   torch.save(sd, path)

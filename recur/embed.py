@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from recur import layers
+from recur import checks, layers
 from recur.config import ModelConfig, SegmentOutput
 
 __all__ = ["init_io", "embed_inputs", "segment_inputs", "rope_for", "output_heads"]
@@ -52,6 +52,9 @@ def embed_inputs(cfg: ModelConfig, net: Params, inputs_BT: Array,
   dtype = cfg.dtype
   e = layers.embedding_lookup(net["embed_tokens"], inputs_BT, dtype)  # f32 grad sum
   if cfg.prefix_len:
+    if puzzle_rows_BP is None:
+      raise ValueError(f"puzzle_emb_ndim={cfg.puzzle_emb_ndim}: embed_inputs needs "
+                       f"the puzzle rows [B, {cfg.puzzle_emb_ndim}]")
     b = inputs_BT.shape[0]
     rows = puzzle_rows_BP.astype(dtype)
     pad = cfg.prefix_len * cfg.hidden_size - rows.shape[-1]
@@ -71,6 +74,8 @@ def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
   the reasoning-module function `level(stack, h, injection)`). `puzzle_emb`
   [B, P] are the looked-up rows (passed explicitly so training can differentiate
   w.r.t. them); default: looked up from `params["puzzle_emb"]`."""
+  checks.check_batch(cfg, batch, "segment")
+  checks.check_params(cfg, params, "segment")
   net = params["net"]
   if puzzle_emb is None and cfg.prefix_len:
     puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
@@ -80,6 +85,8 @@ def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
 
 
 def rope_for(cfg: ModelConfig):
+  """RoPE (cos, sin) tables, each float32 [full_seq_len, head_dim], for `cfg`;
+  None when the model uses no RoPE (learned/no positions, or mlp_t)."""
   if cfg.pos_encodings != "rope" or cfg.mlp_t:
     return None
   return layers.rope_tables(cfg.hidden_size // cfg.num_heads, cfg.full_seq_len,

@@ -103,5 +103,7 @@ def cached_npz(cache_dir: str | None, prefix: str, params: Mapping[str, Any],
       return {k: z[k] for k in z.files if k != "params"}
   arrays = dict(make())
   _atomic(path, ".tmp.npz",
-          lambda f: np.savez(f, **arrays, params=json.dumps(dict(params))), "wb")
+          # numpy's stub reserves **kwds names for allow_pickle; ours are arrays.
+          lambda f: np.savez(f, **arrays,  # type: ignore[arg-type]
+                             params=json.dumps(dict(params))), "wb")
   return arrays

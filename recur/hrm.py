@@ -49,6 +49,9 @@ class HRMConfig(ModelConfig):
 
 
 def init(key: jax.Array, cfg: HRMConfig) -> Params:
+  """Fresh HRM params: {"net": embeddings, heads, H_level and L_level block
+  stacks, "H_init", "L_init": float32 [D], "puzzle_emb": float32
+  [num_puzzle_identifiers, P]}."""
   k_io, k_h, k_l = jax.random.split(key, 3)
   net, buffers = embed.init_io(k_io, cfg)
   net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
@@ -59,6 +62,9 @@ def init(key: jax.Array, cfg: HRMConfig) -> Params:
 def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: HRMConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
+  """One HRM supervision segment: z_L and z_H ([B, S, D], cfg.dtype) run the H/L
+  cycles (one-step gradient); returns the stop_gradient'ed carry and the heads
+  (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   out = recursion.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
   heads = embed.output_heads(cfg, net, out.z_H)

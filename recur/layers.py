@@ -166,6 +166,8 @@ def _rotate_half(x: Array) -> Array:
 
 
 def apply_rope(x_BSNK: Array, cos_SK: Array, sin_SK: Array) -> Array:
+  """Rotary position embedding of `x_BSNK` [B, S, N, K] with tables cos/sin [S,
+  K]; computed in the tables' dtype, returned in x's dtype."""
   dtype = x_BSNK.dtype
   x = x_BSNK.astype(cos_SK.dtype)
   out = x * cos_SK[:, None, :] + _rotate_half(x) * sin_SK[:, None, :]
@@ -193,6 +195,8 @@ def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
 
 
 def swiglu(x: Array, gate_up: Array, down: Array) -> Array:
+  """SwiGLU MLP: `x` [..., D] @ `gate_up` [D, 2F] -> silu(gate) * up [..., F] @
+  `down` [F, D] -> [..., D], in x's dtype."""
   gate, up = jnp.split(_dense(x, gate_up), 2, axis=-1)
   return _dense(jax.nn.silu(gate) * up, down)
 

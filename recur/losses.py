@@ -49,7 +49,7 @@ def correctness(preds, labels) -> Correctness:
 
 def _wide(x: Array) -> Array:
   """float64 when x64 is enabled (as the reference), else float32."""
-  return x.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+  return x.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
 def log_stablemax(x: Array, axis: int = -1) -> Array:
@@ -69,6 +69,8 @@ def stablemax_cross_entropy(logits: Array, labels: Array, valid: Array) -> Array
 
 
 def softmax_cross_entropy(logits: Array, labels: Array, valid: Array) -> Array:
+  """Per-token softmax cross entropy: logits [..., V] (computed in float32), int
+  labels [...], bool `valid` [...]; float32 [...], 0 where not valid."""
   safe = jnp.where(valid, labels, 0)
   ce = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), safe.astype(jnp.int32))

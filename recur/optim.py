@@ -59,7 +59,8 @@ class ScaleByAdamAtan2State(NamedTuple):
     mu: first moment m, same structure as the params.
     nu: second moment v, same structure as the params.
   """
-  count: jax.Array
+  # The name shadows tuple.count; it stays, as it names the checkpointed field.
+  count: jax.Array  # type: ignore[assignment]
   mu: PyTree
   nu: PyTree
 
@@ -142,6 +143,7 @@ def adam_atan2(learning_rate: ScalarOrSchedule,
     An optax GradientTransformation; its state is a tuple of NamedTuples of
     arrays (Orbax-serialisable).
   """
+  lr: optax.ScalarOrSchedule
   if callable(learning_rate):
     schedule = learning_rate
     # optax counts updates from 0; the reference's step counter starts at 1.

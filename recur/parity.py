@@ -63,6 +63,8 @@ def rel_err(ours, ref) -> float:
 
 @dataclasses.dataclass
 class ParityReport:
+  """The worst deviation from the reference per quantity of one fixture, with
+  the tolerance each is held to."""
   case: str
   worst: dict[str, float] = dataclasses.field(
       default_factory=lambda: collections.defaultdict(float))
@@ -121,6 +123,8 @@ def load_fixture(npz_path: str, json_path: str | None = None):
 
 
 def run_parity(npz_path: str, json_path: str | None = None) -> ParityReport:
+  """Runs one reference fixture (`.npz` + its `.json`) through our model and
+  returns the worst deviation per quantity against its tolerance."""
   meta, fx = load_fixture(npz_path, json_path)
   cfg = models.from_reference_config(meta["model"], meta["config"],
                                      compute_dtype="float32")
@@ -234,6 +238,8 @@ def run_parity(npz_path: str, json_path: str | None = None) -> ParityReport:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """`python -m recur.parity FIXTURE.npz ...`: checks each fixture against the
+  reference; returns the exit status (0 all within tolerance)."""
   argv = sys.argv[1:] if argv is None else argv
   if not argv or argv[0] in ("-h", "--help"):
     print(__doc__)

@@ -49,6 +49,8 @@ UPDATE_TOL = 1e-3
 
 
 def is_trajectory(npz_path: str) -> bool:
+  """Whether the fixture at `npz_path` is a training-trajectory fixture (its
+  `.json` sidecar says so)."""
   json_path = os.path.splitext(npz_path)[0] + ".json"
   if not os.path.exists(json_path):
     return False
@@ -67,6 +69,8 @@ def l2_rel(ours, ref) -> float:
 
 
 def optim_config(meta: dict) -> train.OptimConfig:
+  """The `OptimConfig` of a trajectory fixture's metadata (batch size, schedule,
+  EMA and puzzle-embedding optimiser settings)."""
   o = meta["optim"]
   return train.OptimConfig(
       global_batch_size=int(meta["batch"]), total_steps=int(o["total_steps"]),

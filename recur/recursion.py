@@ -21,6 +21,8 @@ Params = dict[str, Any]
 
 
 def remat_policy(name: str | None):
+  """A `jax.checkpoint` policy by name: None/""/"none" (no remat), "full" (save
+  nothing) or any `jax.checkpoint_policies` attribute."""
   if name in (None, "", "none"):
     return None
   if name == "full":

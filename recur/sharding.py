@@ -23,11 +23,14 @@ DATA = "data"
 
 
 def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis `data` over `devices` (default: every device of every
+  process)."""
   devices = jax.devices() if devices is None else devices
   return Mesh(np.asarray(devices).reshape(-1), (DATA,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+  """The sharding that keeps a full copy of an array on every device of `mesh`."""
   return NamedSharding(mesh, P())
 
 
@@ -50,14 +53,15 @@ def state_shardings(state_shape: train.TrainState, mesh: Mesh,
       return rows
     return rep
 
+  # A TrainState-shaped tree of shardings, not of the arrays its fields name.
   return train.TrainState(
-      step=rep,
+      step=rep,  # type: ignore[arg-type]
       params=jax.tree.map(lambda _: rep, state_shape.params),
       puzzle_emb=table_sh(state_shape.puzzle_emb),
       opt_state=jax.tree.map(lambda _: rep, state_shape.opt_state),
       ema=jax.tree.map(lambda _: rep, state_shape.ema),
       carry=jax.tree.map(lambda _: rows, state_shape.carry),
-      key=rep,
+      key=rep,  # type: ignore[arg-type]
   )
 
 

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any, NamedTuple
+import warnings
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from recur import act, optim
+from recur import act, checks, optim
 from recur.config import ModelConfig
 
 __all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
            "train_step", "eval_step", "eval_params", "model_params",
-           "split_params", "join_params", "reduce_metrics"]
+           "split_params", "join_params", "reduce_metrics", "EmaHorizonWarning",
+           "warn_if_ema_too_young"]
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -61,6 +63,9 @@ class OptimConfig:
 
 
 class TrainState(NamedTuple):
+  """Everything a train step reads and writes (see the module docstring): step
+  int32 [], dense params, puzzle table float32 [N, P], optimiser state, EMA of
+  the net (or None), ACT carry, root PRNG key."""
   step: Array                 # int32 scalar: optimizer steps done
   params: Params              # {"net", "H_init", "L_init"}: dense weights + buffers
   puzzle_emb: Array           # [num_puzzle_identifiers, P] sparse sign-SGD table
@@ -82,6 +87,8 @@ def join_params(dense: Params, table: Array) -> Params:
 
 
 def make_optimizer(oc: OptimConfig) -> optax.GradientTransformation:
+  """The dense-weight optimiser of `oc`: AdamATan2 with decoupled weight decay
+  on the warmup-cosine schedule."""
   return optim.adam_atan2(oc.schedule(oc.lr), b1=oc.beta1, b2=oc.beta2,
                           weight_decay=oc.weight_decay)
 
@@ -110,7 +117,13 @@ def init_state(key: Array, cfg: ModelConfig, oc: OptimConfig,
 def train_step(state: TrainState, batch: dict[str, Array], *,
                cfg: ModelConfig, oc: OptimConfig
                ) -> tuple[TrainState, dict[str, Array]]:
-  """One supervision segment + optimizer update. Pure; jit with donation."""
+  """One supervision segment + optimizer update. Pure; jit with donation.
+
+  `batch`: {"inputs", "labels": int32 [B, seq_len], "puzzle_identifiers":
+  int32 [B]}, B the rows of `state.carry` (init_state's example_batch).
+  Returns the new state and the metric sums (f32 scalars; `reduce_metrics`).
+  """
+  checks.check_batch(cfg, batch, "train_step", rows=state.carry.halted.shape[0])
   params = model_params(state, ema=False)
   carry = act.refill(params, state.carry, batch)
   ids = carry.current_data["puzzle_identifiers"]
@@ -171,8 +184,53 @@ def model_params(state: TrainState, ema: bool = True) -> Params:
   return join_params({**state.params, "net": net}, state.puzzle_emb)
 
 
-def eval_params(state: TrainState) -> Params:
-  """Weights used for evaluation and export: EMA of the dense net if enabled."""
+class EmaHorizonWarning(UserWarning):
+  """EMA weights evaluated before the EMA had time to forget its start."""
+
+
+# (rate, where) pairs already warned about: the warning is once per process.
+_EMA_WARNED: set[tuple[float, str]] = set()
+
+
+def warn_if_ema_too_young(step: Any, ema_rate: float, *, assumed: bool = False,
+                          where: str = "evaluating") -> bool:
+  """Warns once (per process and rate) when EMA weights at `step` are mostly
+  their initial value: the EMA's horizon 1/(1-ema_rate) exceeds the steps
+  trained (rate 0.999 before ~1000 steps). Host-side: `step` is a Python int
+  or a concrete int scalar array; under a trace (jit) nothing is checked.
+  The reference's undebiased EMA stays as it is; this only says so.
+  Returns whether it warned."""
+  if isinstance(step, jax.core.Tracer) or not 0.0 < ema_rate < 1.0:
+    return False
+  step = int(step)
+  horizon = round(1.0 / (1.0 - ema_rate))
+  if step >= horizon or (ema_rate, where) in _EMA_WARNED:
+    return False
+  _EMA_WARNED.add((ema_rate, where))
+  rate = f"ema_rate={ema_rate:g}" + (" (the default; pass oc= to check yours)"
+                                     if assumed else "")
+  warnings.warn(
+      f"{where} EMA weights after {step} steps, but {rate} averages over "
+      f"~{horizon} steps, so they are still mostly the initial weights and can "
+      f"score far below the trained ones: train longer, lower "
+      f"OptimConfig.ema_rate (--config.optim.ema_rate=0.99), turn the EMA off "
+      f"(OptimConfig(ema=False) / --config.optim.ema=False), or use "
+      f"model_params(state, ema=False)", EmaHorizonWarning, stacklevel=3)
+  return True
+
+
+def eval_params(state: TrainState, oc: OptimConfig | None = None, *,
+                where: str = "evaluating") -> Params:
+  """Weights used for evaluation and export: EMA of the dense net if enabled.
+
+  Warns once (`EmaHorizonWarning`) when the EMA is younger than its horizon
+  (`warn_if_ema_too_young`); `oc` gives the rate (default: OptimConfig's).
+  Call it outside jit: under a trace the step is abstract and nothing is
+  checked. Returns the model params (see `recur.config`).
+  """
+  if state.ema is not None:
+    rate = oc.ema_rate if oc is not None else OptimConfig.ema_rate
+    warn_if_ema_too_young(state.step, rate, assumed=oc is None, where=where)
   return model_params(state, ema=True)
 
 

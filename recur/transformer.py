@@ -48,6 +48,8 @@ class TransformerConfig(ModelConfig):
 
 
 def init(key: jax.Array, cfg: TransformerConfig) -> Params:
+  """Fresh params of the plain-transformer baseline: embeddings, heads and one
+  H_level block stack; `L_init` is zeros (no z_L)."""
   k_io, k_h = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
   net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
@@ -58,6 +60,9 @@ def init(key: jax.Array, cfg: TransformerConfig) -> Params:
 def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: TransformerConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
+  """One segment of the baseline: the H_level stack once over z_H [B, S, D] plus
+  the input injection; z_L stays empty [B, 0, D]; returns the carry and the
+  heads (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   z_H = level(net["H_level"], inner.z_H, x)
   heads = embed.output_heads(cfg, net, z_H)

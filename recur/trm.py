@@ -54,6 +54,9 @@ class TRMConfig(ModelConfig):
 
 
 def init(key: jax.Array, cfg: TRMConfig) -> Params:
+  """Fresh TRM params: {"net": embeddings, heads, one shared L_level block
+  stack, "H_init", "L_init": float32 [D], "puzzle_emb": float32
+  [num_puzzle_identifiers, P]}."""
   k_io, k_l = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
   net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)

@@ -34,6 +34,8 @@ WRONG_COLOUR = "#FF4136"
 
 
 def pyplot():
+  """matplotlib.pyplot on the non-interactive Agg backend (imported on first
+  use, never at import of recur)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg", force=True)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -41,6 +43,8 @@ def pyplot():
 
 
 def save(fig, path: str) -> str:
+  """Saves `fig` to `path` (creating its folder) at the figure's dpi, closes it
+  and returns `path`."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=fig.dpi)
   pyplot().close(fig)
@@ -48,6 +52,8 @@ def save(fig, path: str) -> str:
 
 
 def frame(ax, colour: str | None = None, width: float = 3.0) -> None:
+  """Hides an axis' ticks; draws its border in `colour` (width `width`) or hides
+  it when colour is None."""
   ax.set_xticks([])
   ax.set_yticks([])
   for s in ax.spines.values():

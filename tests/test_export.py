@@ -45,7 +45,11 @@ def test_export_npz_names_and_round_trip(sudoku_workdir, tmp_path):
                          f"--workdir={sudoku_workdir}", f"--out={out}"],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  # Then the file holds the reference's names and the sidecar our config.
+  # Then the 2-step run's EMA (rate 0.999) is flagged as too young, once.
+  assert proc.stderr.count("EmaHorizonWarning: exporting EMA weights after 2 steps") == 1
+  # And no backend-probe noise on this CPU run.
+  assert "Unable to initialize backend" not in proc.stderr
+  # And the file holds the reference's names and the sidecar our config.
   with np.load(out) as z:
     names = set(z.files)
   assert "model.inner.L_level.layers.0.self_attn.qkv_proj.weight" in names or \

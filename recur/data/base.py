@@ -31,6 +31,8 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+  """What a model needs to know about a dataset: name, seq_len, vocab_size
+  (PAD=0 included), rows of the puzzle table, and the rest of its description."""
   name: str
   seq_len: int                 # tokens per example (inputs and labels)
   vocab_size: int              # including PAD=0
@@ -43,6 +45,8 @@ class DatasetInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Example:
+  """One example: `inputs` and `labels` int32 [seq_len] (labels IGNORE_LABEL_ID
+  where not scored), its puzzle identifier and group."""
   inputs: np.ndarray           # int32 [seq_len]
   labels: np.ndarray           # int32 [seq_len], IGNORE_LABEL_ID where not scored
   puzzle_identifier: int

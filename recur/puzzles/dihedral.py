@@ -36,4 +36,6 @@ def dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
 
 
 def inverse_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
+  """Undoes `dihedral(grid, tid)`: the grid [H, W] (any dtype) mapped back by
+  the inverse of transform `tid` (0..7)."""
   return dihedral(grid, DIHEDRAL_INVERSE[tid])

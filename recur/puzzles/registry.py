@@ -57,13 +57,14 @@ def register_family(family: PuzzleFamily | str, module: str | None = None, *,
   if isinstance(family, str) and module:
     name = family
     try:
-      family = getattr(importlib.import_module(module), "FAMILY", None)
+      found = getattr(importlib.import_module(module), "FAMILY", None)
     except ImportError as e:
       raise ImportError(f"puzzle family {name!r} needs {module}, which could "
                         f"not be imported: {e}") from e
-    if not isinstance(family, PuzzleFamily) or family.name != name:
+    if not isinstance(found, PuzzleFamily) or found.name != name:
       raise ImportError(f"puzzle family {name!r}: {module} must define "
                         f"FAMILY = PuzzleFamily(name={name!r}, ...)")
+    family = found
   elif not isinstance(family, PuzzleFamily) or module is not None:
     raise TypeError("register_family takes a PuzzleFamily, or a name and the "
                     "module defining FAMILY")
@@ -122,6 +123,8 @@ def family_of(source: Any) -> PuzzleFamily:
 
 
 def family_names() -> tuple[str, ...]:
+  """Sorted names of every registered puzzle family (registered modules and
+  loaded families)."""
   return tuple(sorted(set(_modules) | set(_loaded)))
 
 

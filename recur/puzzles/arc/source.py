@@ -58,12 +58,15 @@ _MAX_COLOUR = aa.NUM_COLOURS - 1
 
 @dataclasses.dataclass(frozen=True)
 class ArcPair:
+  """One ARC input/output pair: `input` uint8 [H, W] colours 0..9, `output`
+  likewise or None when unknown."""
   input: np.ndarray             # uint8 [H, W], colours 0..9
   output: np.ndarray | None     # None: test output not known
 
 
 @dataclasses.dataclass(frozen=True)
 class ArcTask:
+  """One ARC task: its id, demonstration pairs, test pairs and subset name."""
   task_id: str
   train: tuple[ArcPair, ...]    # demonstrations
   test: tuple[ArcPair, ...]

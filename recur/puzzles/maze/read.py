@@ -26,6 +26,7 @@ def read_puzzles(path: str, seq_len: int, options: Mapping[str, Any]) -> PuzzleF
   rows, has_answers = read_rows(path)
   if has_answers:
     m = read_maze_csv(path, size=side)
+    assert m.sources is not None  # read_maze_csv keeps the source column
     return PuzzleFile(list(m.sources), m.inputs.reshape(len(m), -1).astype(np.int32),
                       m.labels.reshape(len(m), -1).astype(np.int32))
   inputs = []

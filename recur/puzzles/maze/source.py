@@ -206,7 +206,8 @@ def generate_maze(rng: np.random.Generator, *, size: int = 30,
     # least min_path_length away from S.
     probe = tuple(free[rng.integers(len(free))])
     d = bfs_distances(grid, probe)
-    start = tuple(int(v) for v in np.unravel_index(np.argmax(d), d.shape))
+    r, c = np.unravel_index(np.argmax(d), d.shape)
+    start = (int(r), int(c))
     d_s = bfs_distances(grid, start)
     far = np.argwhere(d_s >= min_path_length)
     if len(far) == 0:
@@ -248,7 +249,9 @@ def generate_mazes(num: int, *, size: int = 30, min_path_length: int = 111,
                    exclude: Iterable[bytes] = ()) -> MazeSet:
   """`num` distinct mazes; maze i draws from `default_rng([seed, stream, i])`."""
   seen = set(exclude)
-  inputs, labels, ratings = [], [], []
+  inputs: list[np.ndarray] = []
+  labels: list[np.ndarray] = []
+  ratings: list[float] = []
   attempt = 0
   while len(inputs) < num:
     if attempt > 10 * num + 100:
@@ -415,8 +418,8 @@ class MazeSource:
     30x30 hard mazes take ~30 ms each; `cache_dir` keeps generated splits
     (written atomically, keyed by every generation parameter).
     """
-    params = dict(size=size, min_path_length=min_path_length,
-                  extra_openings=extra_openings, seed=seed)
+    params: dict[str, Any] = dict(size=size, min_path_length=min_path_length,
+                                  extra_openings=extra_openings, seed=seed)
     train = _cached(cache_dir, {**params, "split": "train", "num": num_train},
                     lambda: generate_mazes(num_train, stream=0, **params))
     exclude = {m.tobytes() for m in train.inputs}

@@ -29,7 +29,8 @@ class PreparedSudokuSource(PreparedView):
 
   @property
   def box(self) -> tuple[int, int]:
-    return tuple(int(b) for b in self.attributes["box"])
+    rows, cols = (int(b) for b in self.attributes["box"])
+    return rows, cols
 
 
 FAMILY = PuzzleFamily(

@@ -31,6 +31,7 @@ def read_puzzles(path: str, seq_len: int, options: Mapping[str, Any]) -> PuzzleF
   rows, has_answers = read_rows(path)
   if has_answers:
     p = read_sudoku_csv(path, box=box)
+    assert p.sources is not None  # read_sudoku_csv keeps the source column
     return PuzzleFile(list(p.sources), encode_sudoku(p.questions).reshape(len(p), -1),
                       encode_sudoku(p.answers).reshape(len(p), -1))
   inputs = []

@@ -367,7 +367,9 @@ def generate_sudoku_puzzles(num: int, *, box: Sequence[int] = (3, 3),
   """
   geo = _geometry(*_check_box(box))
   seen = set(exclude)
-  questions, answers, ratings = [], [], []
+  questions: list[list[int]] = []
+  answers: list[list[int]] = []
+  ratings: list[int] = []
   max_attempts = 100 * num + 1000 if max_attempts is None else max_attempts
   attempt = 0
   while len(questions) < num:
@@ -418,12 +420,13 @@ def _grid_errors(q: np.ndarray, a: np.ndarray, box: tuple[int, int],
   """
   errors: dict[int, tuple[str, str]] = {}
 
-  def note(bad: np.ndarray, field: str, why) -> None:
+  def note(bad: np.ndarray | np.bool_, field: str, why) -> None:
     for i in np.flatnonzero(bad):
       errors.setdefault(int(i), (field, why(int(i))))
 
   def first(mask: np.ndarray) -> tuple[int, int]:
-    return tuple(int(v) for v in np.unravel_index(np.argmax(mask), mask.shape))
+    r, c = np.unravel_index(np.argmax(mask), mask.shape)
+    return int(r), int(c)
 
   def bad_char(field: str, grid: np.ndarray, i: int) -> str:
     pos = int(np.argmax(grid[i].reshape(-1) < 0))
@@ -509,8 +512,8 @@ def read_sudoku_csv(path: str, *, box: Sequence[int] = (3, 3),
   grid_errors = _grid_errors(q, a, box, {"q": q_texts, "a": a_texts})
   errors.extend((lines[i], field, why) for i, field, why in grid_errors)
   if errors and not skip_bad:
-    line, field, why = min(errors)
-    raise DataError(f"{path}: row {line}: field '{field}': {why}")
+    line, field, reason = min(errors)
+    raise DataError(f"{path}: row {line}: field '{field}': {reason}")
   keep = np.ones(num, bool)
   keep[[i for i, _, _ in grid_errors]] = False
   rating_array = np.asarray(ratings, np.int64).reshape(num)
