@@ -50,6 +50,8 @@ def _round_up(a: int, b: int) -> int:
 
 
 def padded_len(seq_len: int, impl: str) -> int:
+  """The sequence length kernel `impl` runs on: a multiple of 64 for cuDNN, of
+  the Pallas block for TPU flash attention, `seq_len` itself for XLA."""
   if impl == "cudnn":
     return _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
   if impl == "pallas_tpu":

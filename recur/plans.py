@@ -30,6 +30,8 @@ def default_remat(cfg, platform: str) -> str | None:
 
 
 def resolve_remat(cfg, platform: str | None = None) -> str | None:
+  """The remat policy name `cfg.remat` stands for on `platform` (default: this
+  process's backend): "auto" -> `default_remat`, anything else as it is."""
   if cfg.remat != AUTO:
     return cfg.remat
   return default_remat(cfg, platform or jax.default_backend())

@@ -17,6 +17,8 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+  """`python -m recur.tfds build ...`: TFDS's own build command with recur's
+  builders registered, without TensorFlow (the `tfds` script imports it)."""
   import simple_parsing  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.scripts.cli import build  # pylint: disable=g-import-not-at-top
   import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
