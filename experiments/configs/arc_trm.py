@@ -31,6 +31,7 @@ def get_config(variant: str = "demo"):
   c.data = common.ml_collections.ConfigDict(c.data)
   if variant in ("paper", "arc2"):
     c.epochs = 100_000
+    c.epochs_per_block = 10_000  # cfg_pretrain.yaml: eval_interval 10000
     c.log_every = 100
     c.eval_every = 50_000
     c.checkpoint_every = 5_000
