@@ -171,6 +171,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Run:
 def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> Run:
   is_main = jax.process_index() == 0
   source = build_source(config)
+  notice = getattr(source, "notice", None)
+  notice = notice() if callable(notice) else None
+  if notice and is_main:
+    print(notice, flush=True)
   mesh = sharding.make_mesh()
   n_dev = mesh.devices.size
   cfg = build_model_config(config, source.info, n_dev)
