@@ -16,6 +16,11 @@ Switches (`config.eval`):
 * `arc_task_score`: "mean" (TRM's evaluator) or "all" (HRM's notebook: a task
   counts only if all its test inputs are solved).
 
+Not offered: several supervision segments per optimizer update. Neither
+reference does it (TinyRecursiveModels and sapientinc/HRM have only a main
+branch; their pretrain.py calls backward once per segment, and none of their
+open pull requests changes that), so there is nothing to match.
+
 Pooled votes (`VotePool`): TRM's ARC evaluator never clears its votes, so the
 pass@K it logs pools every evaluation of the run. With a pool, `evaluate` also
 reports that number as "eval/pooled/pass@K" (beside the current weights' own
