@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,6 +27,8 @@ import tempfile
 from typing import Any, Iterator
 
 from etils import epath
+
+from recur import files
 
 __all__ = ["is_url", "normalize", "as_path", "join", "exists", "read_text", "refresh",
            "write_text_atomic", "write_bytes_atomic", "write_json_atomic",
@@ -84,24 +85,8 @@ def read_text(path: str | os.PathLike) -> str:
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
   """Writes `data` so that a reader sees the old file or the new one, never
-  half of one: temp file + rename locally, one whole-object upload on a store."""
-  p = normalize(path)
-  if is_url(p):
-    dst = epath.Path(p)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_bytes(data)
-    return
-  d = os.path.dirname(p)
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, p)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
-    raise
+  half of one (`recur.files.write_bytes_atomic` on the normalized path)."""
+  files.write_bytes_atomic(normalize(path), data)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -109,7 +94,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-  write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+  files.write_json_atomic(normalize(path), obj, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """Small file helpers shared by the library and the experiments.
 
-* `write_json_atomic`: JSON through a temp file in the same directory, fsync and
-  `os.replace`, so a crash never leaves half a file (run configs, submissions,
-  solve outputs, sweep results).
+* `write_bytes_atomic` / `write_json_atomic`: a temp file in the same
+  directory, fsync and `os.replace` (a URL: one whole-object upload), so a
+  crash never leaves half a file (run configs, submissions, solve outputs,
+  sweep results).
 * `read_metrics`: the rows of a metrics.jsonl; a torn last line (a run killed
   while writing, a full disk) is dropped with a warning, any other bad line is
   an error naming file and line.
@@ -19,8 +20,9 @@ import tempfile
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from etils import epath
 
-__all__ = ["write_json_atomic", "read_metrics", "parse_metrics", "MetricsFileError",
+__all__ = ["write_bytes_atomic", "write_json_atomic", "read_metrics", "parse_metrics", "MetricsFileError",
            "cached_npz"]
 
 
@@ -40,12 +42,25 @@ def _atomic(path: str, suffix: str, write: Callable[[Any], None], mode: str) -> 
     raise
 
 
-def write_json_atomic(path: str, obj: Any, *, indent: int | None = 1,
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+  """Writes `data` so that a reader sees the old file or the new one, never
+  half of one: a local path through a temp file, fsync and `os.replace`; a URL
+  (gs://..., through `etils.epath`) as one whole-object upload, which object
+  stores make atomic (they have no rename)."""
+  p = os.fspath(path)
+  if "://" in p:
+    dst = epath.Path(p)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data)
+    return
+  _atomic(p, ".tmp", lambda f: f.write(data), "wb")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1,
                       sort_keys: bool = False, default=None) -> None:
-  """Writes `obj` as JSON to `path` via a temp file and `os.replace`."""
-  _atomic(path, ".json", lambda f: json.dump(obj, f, indent=indent,
-                                             sort_keys=sort_keys, default=default),
-          "w")
+  """Writes `obj` as JSON to `path` (a URL too) with `write_bytes_atomic`."""
+  text = json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default)
+  write_bytes_atomic(path, text.encode("utf-8"))
 
 
 class MetricsFileError(ValueError):
