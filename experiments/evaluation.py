@@ -7,6 +7,25 @@ variant (stop a row at the first segment whose q_halt > 0) with the segments it
 saves, and what the source's puzzle family scores (`recur.puzzles`): ARC
 pass@K with votes pooled across augmented versions (and submission.json),
 Sudoku/Maze validity, token accuracy.
+
+Switches (`config.eval`):
+* `puzzle_ids`: "true" (default) feeds each row its own puzzle identifier;
+  "blank" feeds identifier 0 (the reference's blank puzzle) and "random" a
+  random real identifier (seeded), to see how much the model relies on the
+  embedding learned for that puzzle. Scoring still uses the true group/version.
+* `arc_task_score`: "mean" (TRM's evaluator) or "all" (HRM's notebook: a task
+  counts only if all its test inputs are solved).
+
+Not offered: several supervision segments per optimizer update. Neither
+reference does it (TinyRecursiveModels and sapientinc/HRM have only a main
+branch; their pretrain.py calls backward once per segment, and none of their
+open pull requests changes that), so there is nothing to match.
+
+Pooled votes (`VotePool`): TRM's ARC evaluator never clears its votes, so the
+pass@K it logs pools every evaluation of the run. With a pool, `evaluate` also
+reports that number as "eval/pooled/pass@K" (beside the current weights' own
+"eval/pass@K") and adds this evaluation's votes to the pool; the training loop
+keeps the pool in its checkpoints so a resumed run reports the same.
 """
 from __future__ import annotations
 
@@ -19,10 +38,46 @@ from jax.experimental import multihost_utils
 
 from experiments import paths
 from recur import sharding, train
+from recur.data.base import BLANK_PUZZLE_ID
 from recur.data.pipeline import eval_batches, make_global_batch
 from recur.puzzles import registry
 
-__all__ = ["evaluate", "format_eval", "run_eval_batches"]
+__all__ = ["evaluate", "format_eval", "run_eval_batches", "VotePool",
+           "PUZZLE_ID_MODES"]
+
+PUZZLE_ID_MODES = ("true", "blank", "random")
+POOL_FORMAT = "recur.eval.pool/1"
+
+
+class VotePool:
+  """Votes pooled over every evaluation of a run (families that vote: ARC).
+
+  `state` is JSON (None before the first evaluation): what a checkpoint keeps.
+  """
+
+  def __init__(self, state: dict[str, Any] | None = None):
+    if state is not None and state.get("format") != POOL_FORMAT:
+      raise ValueError(f"not a {POOL_FORMAT} state: {str(state)[:80]}")
+    self.state = state
+
+  @property
+  def evaluations(self) -> int:
+    return 0 if self.state is None else int(self.state["evaluations"])
+
+
+def _feed_ids(ids: np.ndarray, mode: str, num_ids: int, seed: int) -> np.ndarray:
+  """The puzzle identifiers the model sees under `mode` (see module doc)."""
+  if mode == "true":
+    return ids
+  if mode == "blank":
+    return np.full_like(ids, BLANK_PUZZLE_ID)
+  if mode == "random":
+    if num_ids < 2:
+      raise ValueError("eval.puzzle_ids='random' needs a dataset with puzzle "
+                       f"identifiers besides the blank one (it has {num_ids})")
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, num_ids, size=ids.shape).astype(ids.dtype)
+  raise ValueError(f"eval.puzzle_ids must be one of {PUZZLE_ID_MODES}, got {mode!r}")
 
 
 def _gather(tree):
@@ -42,8 +97,14 @@ def _eval_fn(cfg, num_steps: int, keep_steps: bool, mesh):
 def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,
                      num_steps: int | None = None, max_versions=None,
                      max_batches: int | None = None, keep_steps: bool = False,
-                     split: str = "test"):
-  """Yields (host batch incl. group/version/index/mask, host outputs)."""
+                     split: str = "test", puzzle_ids: str = "true",
+                     seed: int = 0):
+  """Yields (host batch incl. group/version/index/mask, host outputs).
+  `puzzle_ids` ("true", "blank", "random") picks the identifiers the model is
+  fed; the yielded batch keeps the true ones."""
+  if puzzle_ids not in PUZZLE_ID_MODES:
+    raise ValueError(f"eval.puzzle_ids must be one of {PUZZLE_ID_MODES}, got "
+                     f"{puzzle_ids!r}")
   n = num_steps or cfg.halt_max_steps
   fn = _eval_fn(cfg, n, keep_steps, mesh)
   params = jax.device_put(params, sharding.replicated(mesh))
@@ -54,21 +115,36 @@ def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,
     if max_batches and i >= max_batches:
       break
     model_in = {k: local[k] for k in ("inputs", "labels", "puzzle_identifiers")}
+    model_in["puzzle_identifiers"] = _feed_ids(
+        local["puzzle_identifiers"], puzzle_ids,
+        source.info.num_puzzle_identifiers,
+        seed=(seed, i, jax.process_index()) if puzzle_ids == "random" else 0)
     out = fn(params, make_global_batch(model_in, mesh))
     host = _gather(out)
     meta = _gather({k: np.asarray(v) for k, v in local.items()})
     yield meta, host
 
 
+def _family_evaluator(source, task_score: str):
+  ev = registry.family_of(source).evaluator(source, "test")
+  if hasattr(ev, "task_score"):
+    ev.task_score = task_score
+  return ev
+
+
 def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
-             num_steps: int | None = None, max_versions=None) -> dict[str, Any]:
+             num_steps: int | None = None, max_versions=None,
+             pool: VotePool | None = None) -> dict[str, Any]:
   """Evaluation metrics ("eval/..."); the family's files (ARC: submission.json)
-  go to workdir."""
+  go to workdir. With `pool`, also the pooled votes' scores ("eval/pooled/...")
+  and this evaluation's votes join the pool."""
   data = config.data
-  n = num_steps or config.get("eval", {}).get("num_steps", 0) or cfg.halt_max_steps
+  opts = config.get("eval", {})
+  n = num_steps or opts.get("num_steps", 0) or cfg.halt_max_steps
   bs = data.get("eval_batch_size", 0) or config.batch_size
   bs = -(-bs // mesh.devices.size) * mesh.devices.size
-  family_eval = registry.family_of(source).evaluator(source, "test")
+  task_score = opts.get("arc_task_score", "mean") or "mean"
+  family_eval = _family_evaluator(source, task_score)
   exact_steps = np.zeros(n)
   acc_steps = np.zeros(n)
   count = 0
@@ -77,7 +153,9 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   for meta, out in run_eval_batches(
       cfg, params, source, mesh, batch_size=bs, num_steps=n,
       max_versions=max_versions or data.get("eval_max_versions") or None,
-      max_batches=data.get("eval_max_batches") or None):
+      max_batches=data.get("eval_max_batches") or None,
+      puzzle_ids=opts.get("puzzle_ids", "true") or "true",
+      seed=int(config.get("seed", 0))):
     mask = meta["mask"].astype(bool)
     count += int(mask.sum())
     exact_steps += (out["exact_per_step"] & mask).sum(-1)
@@ -102,6 +180,16 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   # count and exact accuracy come from the rollout above, for every family.
   res.update({f"eval/{k}": v for k, v in family_eval.result().items()
               if k not in ("count", "exact_accuracy")})
+  if pool is not None and hasattr(family_eval, "votes_state"):
+    pooled = _family_evaluator(source, task_score)
+    if pool.state is not None:
+      pooled.add_votes(pool.state["votes"])
+    pooled.add_votes(family_eval.votes_state())
+    pool.state = {"format": POOL_FORMAT, "evaluations": pool.evaluations + 1,
+                  "votes": pooled.votes_state()}
+    res.update({f"eval/pooled/{k}": v for k, v in pooled.result().items()
+                if k.startswith("pass@")})
+    res["eval/pooled/evaluations"] = pool.evaluations
   if workdir is not None:
     with paths.local_dir(workdir) as local:   # workdir may be gs://...
       family_eval.write_files(local)
@@ -110,6 +198,7 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
 
 def format_eval(step: int, res: dict[str, Any]) -> str:
   keys = [k for k in ("eval/exact_accuracy", "eval/accuracy", "eval/pass@1", "eval/pass@2",
+                      "eval/pooled/pass@2",
                       "eval/valid_rate", "eval/early_exit_exact_accuracy",
                       "eval/early_exit_mean_steps") if k in res]
   return f"eval @ step {step}: " + ", ".join(f"{k[5:]} {res[k]:.4f}" for k in keys) + \

@@ -18,6 +18,9 @@ Two layers share the same three rules:
 save/restore of params or a `TrainState`. `RunCheckpoints` is the layout of a
 training run (`workdir/checkpoints/<step>/{state,data,meta}`): saving, and
 restoring newest first, skipping (and moving aside) damaged checkpoints.
+A run may keep a JSON `evaluation` item beside them (the ARC votes pooled over
+every evaluation of the run, as TRM's evaluator keeps them), read back with
+`read_evaluation`.
 `restore_for_inference(workdir)` loads (model config, eval params) of a run.
 Fingerprints (what a checkpoint must agree with to be resumed) are in
 `recur.fingerprint`.
@@ -228,8 +231,10 @@ def _sha(obj) -> str:
 
 
 class RunCheckpoints:
-  """`directory/<step>/{state, data, meta}`: Orbax CheckpointManager (async,
-  keep-N). meta = {"format", "fingerprint", "optim", "layout", "data_sha256"}."""
+  """`directory/<step>/{state, data, meta[, evaluation]}`: Orbax
+  CheckpointManager (async, keep-N). meta = {"format", "fingerprint", "optim",
+  "layout", "data_sha256"[, "evaluation_sha256"]}; `evaluation` is optional
+  JSON that must survive a resume (pooled ARC votes)."""
 
   def __init__(self, directory, *, keep: int | None = 3, async_save: bool = True,
                read_only: bool = False):
@@ -243,7 +248,7 @@ class RunCheckpoints:
         enable_async_checkpointing=self._async and not self._read_only,
         create=not self._read_only, read_only=self._read_only)
     return ocp.CheckpointManager(self.directory, options=options,
-                                 item_names=("state", "data", "meta"))
+                                 item_names=("state", "data", "meta", "evaluation"))
 
   def steps(self) -> list[int]:
     return sorted(self._mngr.all_steps())
@@ -251,11 +256,33 @@ class RunCheckpoints:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
-  def save(self, step: int, state, data, meta: dict[str, Any]) -> None:
+  def save(self, step: int, state, data, meta: dict[str, Any],
+           evaluation: dict[str, Any] | None = None) -> None:
     meta = {**meta, "format": FORMAT, "layout": layout_of(state), "data_sha256": _sha(data)}
-    self._mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(drop_empty(state)), data=ocp.args.JsonSave(data),
-        meta=ocp.args.JsonSave(meta)), force=True)
+    items = dict(state=ocp.args.StandardSave(drop_empty(state)),
+                 data=ocp.args.JsonSave(data))
+    if evaluation is not None:
+      meta["evaluation_sha256"] = _sha(evaluation)
+      items["evaluation"] = ocp.args.JsonSave(evaluation)
+    items["meta"] = ocp.args.JsonSave(meta)
+    self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def read_evaluation(self, step: int) -> dict[str, Any] | None:
+    """The `evaluation` JSON saved with `step`, None if it was saved without;
+    CheckpointDamaged if it does not restore or match its checksum."""
+    where = str(self.directory / str(step))
+    meta = self.read_meta(step)
+    if "evaluation_sha256" not in meta:
+      return None
+    try:
+      value = self._mngr.restore(step, args=ocp.args.Composite(
+          evaluation=ocp.args.JsonRestore()))["evaluation"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointDamaged(where, f"evaluation does not restore: "
+                              f"{type(e).__name__}: {e}") from e
+    if _sha(value) != meta["evaluation_sha256"]:
+      raise CheckpointDamaged(where, "evaluation (pooled votes) checksum mismatch")
+    return value
 
   def read_meta(self, step: int) -> dict[str, Any]:
     where = str(self.directory / str(step))

@@ -7,6 +7,7 @@ Variants:
   paper: HRM (27M params: 4+4 layers, H2 L2, 1-step gradient, Q-learning
          halting with q_continue), ARC-AGI-1, batch 768, 100k epochs, no EMA (as
          the HRM release). Expected pass@2 40.3 (paper), 32 (ARC Prize verified).
+         ConceptARC as arc_trm's: `--config.data.conceptarc=ConceptARC/corpus`.
   demo / smoke: as arc_trm's.
 """
 from experiments.configs import arc_trm, common

