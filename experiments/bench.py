@@ -9,6 +9,7 @@ devices once, so host input is not timed). Prints ONE JSON line per case.
 
   python -m experiments.bench                       # tiny shapes on a CPU
   python -m experiments.bench --shapes=paper        # the three paper cases (H200)
+  python -m experiments.bench --pipeline            # host input, per dataset
   python -m experiments.bench --shapes=paper --cases=trm_att_arc \
       --attention_impl=cudnn --unroll=1 --remat=dots --out=/tmp/bench.jsonl
 
@@ -104,6 +105,16 @@ flags.DEFINE_string("out", None, "Also append the JSON lines to this file.")
 flags.DEFINE_bool("isolate", True, "With several cases, run each in a fresh "
                   "subprocess (per-case peak memory, OOM isolation).")
 flags.DEFINE_integer("seed", 0, "PRNG seed of the weights and the data.")
+flags.DEFINE_bool("pipeline", False, "Time host input (batch building) instead "
+                  "of the training step: experiments/bench_pipeline.py.")
+flags.DEFINE_list("pipeline_datasets", ["arc", "sudoku", "maze"],
+                  "--pipeline: datasets (arc, sudoku, maze, maze_aug).")
+flags.DEFINE_integer("pipeline_batches", 20, "--pipeline: timed global batches.")
+flags.DEFINE_integer("pipeline_processes", 1, "--pipeline: time process 0 of "
+                     "this many (its share of the global batch).")
+flags.DEFINE_string("pipeline_cache", "", "--pipeline: cache of generated data.")
+flags.DEFINE_string("pipeline_sudoku_csv", "", "--pipeline: Sudoku-Extreme dir.")
+flags.DEFINE_string("pipeline_maze_csv", "", "--pipeline: Maze-Hard dir.")
 
 _ARC = dict(vocab_size=12, seq_len=900, hidden_size=512, num_heads=8,
             expansion=4.0, pos_encodings="rope", puzzle_emb_ndim=512)
@@ -429,6 +440,14 @@ def _resolve_shapes(isolating: bool) -> str:
 
 def main(argv):
   del argv
+  if FLAGS.pipeline:
+    from experiments import bench_pipeline  # pylint: disable=g-import-not-at-top
+    bench_pipeline.run(FLAGS.pipeline_datasets, batches=FLAGS.pipeline_batches,
+                       process_count=FLAGS.pipeline_processes,
+                       cache=FLAGS.pipeline_cache,
+                       sudoku_csv=FLAGS.pipeline_sudoku_csv,
+                       maze_csv=FLAGS.pipeline_maze_csv, out=FLAGS.out)
+    return
   names = FLAGS.cases
   isolating = FLAGS.isolate and (names is None or len(names) > 1)
   if names is None:

@@ -75,6 +75,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
+from recur.data import keys
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, PAD_ID, DataError,
                              Example, PuzzleSource)
 
@@ -89,6 +90,9 @@ EVAL_PAD_INDEX = -1  # group/version/index of eval padding rows
 _ORDER_STREAM = 0
 _GROUP_STREAM = 1
 _EVAL_STREAM = 2
+_VERSION_STREAM = 3   # the version drawn for a group in an epoch
+_PICK_STREAM = 4      # the order of a group's examples in an epoch
+_EPOCH_STREAM = 5     # per-epoch randomness handed to sources (encode_rows)
 # Fields of the state that must match the iterator it is loaded into.
 _CONFIG_KEYS = ("split", "seed", "global_batch_size", "num_groups",
                 "epochs_per_block")
@@ -185,6 +189,15 @@ class _Packer:
     self._position = 0
     self._batches = 0
     self._order_cache: tuple[int, np.ndarray] | None = None
+    # Sources with `encode_rows` and `example_counts` (every version of a
+    # group has as many examples) take the vectorised path.
+    self._fast = (hasattr(source, "encode_rows")
+                  and hasattr(source, "example_counts"))
+    if self._fast:
+      self._counts, self._versions = _group_counts(source, split)
+    if self._fast and (self._versions < 1).any():
+      raise DataError(f"{source.info.name}/{split} group "
+                      f"{int(np.argmax(self._versions < 1))} has no versions")
 
   def _order(self, epoch: int) -> np.ndarray:
     if self._order_cache is None or self._order_cache[0] != epoch:
@@ -204,7 +217,9 @@ class _Packer:
     with self._lock:
       return self._next_locked()
 
-  def _next_locked(self) -> dict[str, np.ndarray]:
+  def _next_generic(self) -> dict[str, np.ndarray]:
+    """Sources without `encode_rows`: a Generator per group, every group's
+    examples asked for (to know their number), only this process's copied."""
     source, split = self._source, self._split
     lo, hi = self._lo, self._lo + self._local
     block, position = self._block, self._position
@@ -235,14 +250,96 @@ class _Packer:
         self._block, self._position = block, position
         self._batches += 1
         return writer.batch()
-      # Ran out of groups: drop the block's incomplete last batch, as the
-      # reference does.
       if started_at == 0:
         raise ValueError(
             f"{source.info.name}/{split}: a whole block of {self._per_block} "
             f"epoch(s) packs fewer than global_batch_size={self._global} "
             "examples")
       block, position = block + 1, 0
+
+  def _next_locked(self) -> dict[str, np.ndarray]:
+    if not self._fast:
+      return self._next_generic()
+    block, position = self._block, self._position
+    while True:
+      plan = self._plan_batch(block, position)
+      if plan is not None:
+        rows, position = plan
+        batch = self._encode(rows)
+        self._block, self._position = block, position
+        self._batches += 1
+        return batch
+      # Ran out of groups: drop the block's incomplete last batch, as the
+      # reference does.
+      if position == 0:
+        raise ValueError(
+            f"{self._source.info.name}/{self._split}: a whole block of "
+            f"{self._per_block} epoch(s) packs fewer than global_batch_size="
+            f"{self._global} examples")
+      block, position = block + 1, 0
+
+  def _plan_batch(self, block: int, position: int):
+    """The rows of the global batch starting at `position` of `block`:
+    ((epoch, group, version, index) int64 arrays of global_batch_size rows,
+    position after it), or None when the block runs out first. Vectorised:
+    the only per-group work is in numpy."""
+    epochs, groups, takes = [], [], []
+    filled = 0
+    while filled < self._global:
+      if position >= self._block_len:
+        return None
+      stop = min(position + self._global - filled, self._block_len)
+      pos = np.arange(position, stop)
+      ep = self._block_first_epoch(block) + pos // self._num_groups
+      grp = np.empty_like(pos)
+      for e in np.unique(ep):
+        at = ep == e
+        grp[at] = self._order(int(e))[pos[at] % self._num_groups]
+      cnt = np.minimum(self._counts[grp], self._global)
+      ends = filled + np.cumsum(cnt)
+      j = int(np.searchsorted(ends, self._global, side="left"))
+      if j < len(pos):  # group j fills the batch: its surplus is dropped
+        cnt = cnt[:j + 1].copy()
+        cnt[j] -= ends[j] - self._global
+        pos, ep, grp = pos[:j + 1], ep[:j + 1], grp[:j + 1]
+      epochs.append(ep)
+      groups.append(grp)
+      takes.append(cnt)
+      filled += int(cnt.sum())
+      position = int(pos[-1]) + 1
+    ep, grp, take = (np.concatenate(x) for x in (epochs, groups, takes))
+    versions = keys.below(
+        keys.hash_ints(self._seed, _VERSION_STREAM, ep, grp),
+        self._versions[grp])
+    full = self._counts[grp]
+    row_ep, row_grp, row_ver = (np.repeat(x, take) for x in (ep, grp, versions))
+    if (full == 1).all():
+      index = np.zeros(self._global, np.int64)
+    else:
+      # Each group's examples in a random order (a hash per example); the
+      # first `take` of them are used.
+      owner = np.repeat(np.arange(len(grp)), full)
+      j = np.arange(len(owner)) - np.repeat(np.cumsum(full) - full, full)
+      h = keys.hash_ints(self._seed, _PICK_STREAM, np.repeat(ep, full),
+                         np.repeat(grp, full), j)
+      order = np.lexsort((h, owner))
+      rank = np.empty_like(order)
+      rank[order] = j
+      keep = rank < np.repeat(take, full)
+      index = j[order][keep[order]]
+    return (row_ep, row_grp, row_ver, index), position
+
+  def _block_first_epoch(self, block: int) -> int:
+    return block * self._per_block
+
+  def _encode(self, rows) -> dict[str, np.ndarray]:
+    """This process's rows of the planned global batch."""
+    ep, grp, ver, idx = (x[self._lo:self._lo + self._local] for x in rows)
+    source, split = self._source, self._split
+    epoch_keys = keys.hash_ints(self._seed, _EPOCH_STREAM, ep, grp)
+    batch = source.encode_rows(split, grp, ver, idx, epoch_keys)
+    _check_rows(source, split, batch, len(grp), grp, ver)
+    return batch
 
   def get_state(self) -> dict[str, Any]:
     epoch = (self._block * self._per_block
@@ -307,12 +404,36 @@ def _group_counts(source: PuzzleSource, split: str
                   ) -> tuple[np.ndarray, np.ndarray]:
   """Examples of version 0 and number of versions, per group."""
   n = source.num_groups(split)
+  versions = np.array([source.num_versions(split, g) for g in range(n)],
+                      np.int64).reshape(n)
+  if hasattr(source, "example_counts"):
+    return np.asarray(source.example_counts(split), np.int64), versions
   counts = np.zeros(n, np.int64)
-  versions = np.zeros(n, np.int64)
   for g in range(n):
     counts[g] = len(source.examples(split, g, 0, _group_rng(0, 0, g)))
-    versions[g] = source.num_versions(split, g)
   return counts, versions
+
+
+def _check_rows(source: PuzzleSource, split: str, batch: Mapping[str, Any],
+                rows: int, groups: np.ndarray, versions: np.ndarray) -> None:
+  """What `encode_rows` returned has the promised shapes, dtypes and ids."""
+  info = source.info
+  for key, shape in (("inputs", (rows, info.seq_len)),
+                     ("labels", (rows, info.seq_len)),
+                     ("puzzle_identifiers", (rows,))):
+    x = batch.get(key)
+    if x is None or x.shape != shape or x.dtype != np.int32:
+      raise DataError(
+          f"{info.name}/{split}: encode_rows gave {key} "
+          f"{None if x is None else (x.shape, str(x.dtype))}, expected "
+          f"int32 {shape}")
+  ids = batch["puzzle_identifiers"]
+  bad = (ids < 0) | (ids >= info.num_puzzle_identifiers)
+  if bad.any():
+    k = int(np.argmax(bad))
+    raise DataError(
+        f"{info.name}/{split} group {groups[k]} version {versions[k]}: "
+        f"puzzle_identifier {ids[k]} outside [0, {info.num_puzzle_identifiers})")
 
 
 def _examples_per_epoch(counts: np.ndarray, versions: np.ndarray) -> float:

@@ -5,9 +5,12 @@ Ids: 0 identity, 1 rot90, 2 rot180, 3 rot270, 4 flip left-right, 5 flip up-down,
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-__all__ = ["NUM_DIHEDRAL", "dihedral", "inverse_dihedral", "DIHEDRAL_INVERSE"]
+__all__ = ["NUM_DIHEDRAL", "dihedral", "inverse_dihedral", "DIHEDRAL_INVERSE",
+           "dihedral_maps"]
 
 NUM_DIHEDRAL = 8
 # rot90 and rot270 are each other's inverse; the rest are involutions.
@@ -39,3 +42,15 @@ def inverse_dihedral(grid: np.ndarray, tid: int) -> np.ndarray:
   """Undoes `dihedral(grid, tid)`: the grid [H, W] (any dtype) mapped back by
   the inverse of transform `tid` (0..7)."""
   return dihedral(grid, DIHEDRAL_INVERSE[tid])
+
+
+@functools.lru_cache(maxsize=None)
+def dihedral_maps(rows: int, cols: int | None = None) -> np.ndarray:
+  """Index maps of the 8 transforms of a rows x cols grid, int64 [8, rows*cols]:
+  `dihedral(g, t).ravel() == g.ravel()[maps[t]]` (square grids only for the
+  transforms that swap the sides: their result is cols x rows)."""
+  cols = rows if cols is None else cols
+  cells = np.arange(rows * cols).reshape(rows, cols)
+  maps = np.stack([dihedral(cells, t).ravel() for t in range(NUM_DIHEDRAL)])
+  maps.setflags(write=False)
+  return maps

@@ -30,7 +30,8 @@ import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
 from recur.files import cached_npz
-from recur.puzzles.dihedral import NUM_DIHEDRAL, dihedral, inverse_dihedral
+from recur.puzzles.dihedral import (NUM_DIHEDRAL, dihedral, dihedral_maps,
+                                    inverse_dihedral)
 
 __all__ = [
     "CHARSET", "WALL", "FREE", "START", "GOAL", "PATH", "MazeSet", "MazeSource",
@@ -444,16 +445,42 @@ class MazeSource:
       raise IndexError(f"group {group} out of range for split {split!r}")
     return NUM_DIHEDRAL if (split == "train" and self.augment) else 1
 
+  def example_counts(self, split: str) -> np.ndarray:
+    """Examples per version of each group (one maze each)."""
+    return np.ones(self.num_groups(split), np.int64)
+
+  def encode_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
+                  indices: np.ndarray, epoch_keys: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Many examples at once (the pipeline's fast path): row k is version
+    versions[k] (a dihedral transform, as one gather) of maze groups[k]."""
+    del epoch_keys  # no per-epoch randomness
+    groups = np.asarray(groups, np.int64)
+    versions = np.asarray(versions, np.int64)
+    top = NUM_DIHEDRAL if (split == "train" and self.augment) else 1
+    bad = ((groups < 0) | (groups >= self.num_groups(split)) | (versions < 0)
+           | (versions >= top) | (np.asarray(indices) != 0))
+    if bad.any():
+      k = int(np.argmax(bad))
+      raise IndexError(f"{self.info.name}/{split}: group {groups[k]} version "
+                       f"{versions[k]} example {indices[k]} out of range")
+    m = self.mazes(split)
+    cells = dihedral_maps(self.size)[versions]
+    b = len(groups)
+    return {"inputs": np.take_along_axis(m.inputs[groups].reshape(b, -1), cells,
+                                         1).astype(np.int32),
+            "labels": np.take_along_axis(m.labels[groups].reshape(b, -1), cells,
+                                         1).astype(np.int32),
+            "puzzle_identifiers": np.zeros(b, np.int32)}
+
   def examples(self, split: str, group: int, version: int,
                rng: np.random.Generator | None = None) -> Sequence[Example]:
     del rng  # no per-epoch randomness
     if not 0 <= version < self.num_versions(split, group):
       raise IndexError(f"version {version} out of range for {split}/{group}")
-    m = self.mazes(split)
-    inputs = dihedral(m.inputs[group], version)
-    labels = dihedral(m.labels[group], version)
-    return [Example(inputs=inputs.reshape(-1).astype(np.int32),
-                    labels=labels.reshape(-1).astype(np.int32),
+    rows = self.encode_rows(split, np.array([group]), np.array([version]),
+                            np.zeros(1, np.int64), np.zeros(1, np.uint64))
+    return [Example(inputs=rows["inputs"][0], labels=rows["labels"][0],
                     puzzle_identifier=0, group=group, version=version, index=0)]
 
   @staticmethod

@@ -35,12 +35,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from recur.data import keys
 from recur.data.base import DataError, DatasetInfo, Example
 from recur.files import cached_npz
 
 __all__ = [
     "BLANK_TOKEN", "SudokuPuzzles", "SudokuTransform", "SudokuSource",
     "encode_sudoku", "decode_sudoku", "random_transform", "apply_transform",
+    "transform_arrays", "apply_transforms",
     "invert_transform", "count_solutions", "sudoku_rating", "is_valid_solution",
     "solved_mask",
     "generate_sudoku_puzzles", "read_sudoku_csv",
@@ -285,6 +287,71 @@ def invert_transform(grid: np.ndarray, t: SudokuTransform) -> np.ndarray:
   if t.transpose:
     x = np.swapaxes(x, -2, -1)
   return x.astype(np.asarray(grid).dtype)
+
+
+_TRANSFORM_STREAM = 0x5D0C  # keeps the transform hashes apart from others
+
+
+def transform_arrays(seed: int, split_code: int, groups: np.ndarray,
+                     versions: np.ndarray, box: Sequence[int] = (3, 3)
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The transforms of many (group, version)s at once, as arrays.
+
+  Returns digit_map int64 [B, n + 1], transpose bool [B], row_perm and
+  col_perm int64 [B, n]. Each is a hash of (seed, split, group, version)
+  (`recur.data.keys`), so a version's transform does not depend on the batch
+  it is drawn in; version 0 is the identity. The same kinds of transforms as
+  `random_transform` (digits, transpose for square boxes, bands and the rows
+  in each band, stacks and the columns in each stack).
+  """
+  box_rows, box_cols = _check_box(box)
+  n = box_rows * box_cols
+  g = np.asarray(groups, np.int64)[:, None]
+  v = np.asarray(versions, np.int64)[:, None]
+  # Slots: n digit keys, 1 transpose, box_cols band keys, n row keys,
+  # box_rows stack keys, n column keys.
+  h = keys.hash_ints(seed, _TRANSFORM_STREAM, split_code, g, v,
+                     np.arange(3 * n + box_rows + box_cols + 1)[None])
+  at = 0
+  def take(k):
+    nonlocal at
+    at += k
+    return h[:, at - k:at]
+  digits = keys.permutations(take(n)) + 1
+  flip = keys.uniform(take(1)[:, 0]) < 0.5
+  bands = keys.permutations(take(box_cols))
+  rows = keys.permutations(take(n).reshape(-1, box_cols, box_rows))
+  stacks = keys.permutations(take(box_rows))
+  cols = keys.permutations(take(n).reshape(-1, box_rows, box_cols))
+  row_perm = (bands[:, :, None] * box_rows + np.take_along_axis(
+      rows, bands[:, :, None], axis=1)).reshape(-1, n)
+  col_perm = (stacks[:, :, None] * box_cols + np.take_along_axis(
+      cols, stacks[:, :, None], axis=1)).reshape(-1, n)
+  digit_map = np.concatenate([np.zeros((len(digits), 1), np.int64), digits], 1)
+  flip &= box_rows == box_cols
+  ident = v[:, 0] == 0
+  digit_map[ident] = np.arange(n + 1)
+  flip[ident] = False
+  row_perm[ident] = np.arange(n)
+  col_perm[ident] = np.arange(n)
+  return digit_map, flip, row_perm, col_perm
+
+
+def apply_transforms(grids: np.ndarray, digit_map: np.ndarray,
+                     transpose: np.ndarray, row_perm: np.ndarray,
+                     col_perm: np.ndarray) -> np.ndarray:
+  """`apply_transform` row by row on [B, n, n] grids, as one gather each.
+
+  Cell (i, j) of the result is digit_map[x[c, r]] with r = row_perm[i] and
+  c = col_perm[j] if transposed, else digit_map[x[r, c]]; returns [B, n * n].
+  """
+  grids = np.asarray(grids)
+  b, n = grids.shape[0], grids.shape[-1]
+  r = row_perm[:, :, None]
+  c = col_perm[:, None, :]
+  src = np.where(np.asarray(transpose)[:, None, None], c * n + r, r * n + c)
+  cells = np.take_along_axis(grids.reshape(b, n * n), src.reshape(b, n * n), 1)
+  return np.take_along_axis(digit_map, cells.astype(np.int64), 1)
 
 
 # ----------------------------------------------------------------------------
@@ -636,20 +703,49 @@ class SudokuSource:
       raise IndexError(f"version {version} out of range for {split}/{group}")
     if version == 0:
       return _identity_transform(self.n)
-    split_code = self.info.splits.index(split)
-    rng = np.random.default_rng([self.seed, split_code, group, version])
-    return random_transform(rng, self.box)
+    d, t, r, c = transform_arrays(self.seed, self.info.splits.index(split),
+                                  np.array([group]), np.array([version]),
+                                  self.box)
+    return SudokuTransform(d[0], bool(t[0]), r[0], c[0])
+
+  def example_counts(self, split: str) -> np.ndarray:
+    """Examples per version of each group (one puzzle each)."""
+    return np.ones(self.num_groups(split), np.int64)
+
+  def encode_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
+                  indices: np.ndarray, epoch_keys: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Many examples at once (the pipeline's fast path): row k is example
+    indices[k] of version versions[k] of group groups[k]."""
+    del epoch_keys  # Sudoku has no per-epoch randomness beyond the version.
+    groups = np.asarray(groups, np.int64)
+    versions = np.asarray(versions, np.int64)
+    num = self.num_groups(split)
+    top = 1 + self.num_aug if split == "train" else 1
+    bad = ((groups < 0) | (groups >= num) | (versions < 0) | (versions >= top)
+           | (np.asarray(indices) != 0))
+    if bad.any():
+      k = int(np.argmax(bad))
+      raise IndexError(f"{self.info.name}/{split}: group {groups[k]} version "
+                       f"{versions[k]} example {indices[k]} out of range")
+    p = self.puzzles(split)
+    arrays = transform_arrays(self.seed, self.info.splits.index(split), groups,
+                              versions, self.box)
+    q = apply_transforms(p.questions[groups], *arrays)
+    a = apply_transforms(p.answers[groups], *arrays)
+    return {"inputs": (q + 1).astype(np.int32),
+            "labels": (a + 1).astype(np.int32),
+            "puzzle_identifiers": np.zeros(len(groups), np.int32)}
 
   def examples(self, split: str, group: int, version: int,
                rng: np.random.Generator | None = None) -> Sequence[Example]:
     del rng  # Sudoku has no per-epoch randomness beyond the version.
-    t = self.transform(split, group, version)
-    p = self.puzzles(split)
-    q = apply_transform(p.questions[group], t)
-    a = apply_transform(p.answers[group], t)
-    return [Example(inputs=encode_sudoku(q).reshape(-1),
-                    labels=encode_sudoku(a).reshape(-1), puzzle_identifier=0,
-                    group=group, version=version, index=0)]
+    if not 0 <= version < self.num_versions(split, group):
+      raise IndexError(f"version {version} out of range for {split}/{group}")
+    rows = self.encode_rows(split, np.array([group]), np.array([version]),
+                            np.zeros(1, np.int64), np.zeros(1, np.uint64))
+    return [Example(inputs=rows["inputs"][0], labels=rows["labels"][0],
+                    puzzle_identifier=0, group=group, version=version, index=0)]
 
   def group_name(self, split: str, group: int) -> str:
     self._check_group(split, group)
