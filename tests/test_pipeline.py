@@ -437,7 +437,7 @@ class TestRegistry:
   def test_make_source_builds_a_registered_source(self):
     from recur import data
     assert set(data.source_names()) == {"arc", "sudoku", "maze", "sort", "parity",
-                                        "prefix_sum", "state_tracking", "prepared"}
+                                        "prefix_sum", "state_tracking", "prepared", "tfds"}
     src = data.make_source("parity", n=8, num_train=64, num_test=8)
     assert type(src).__name__ == "ParitySource"
     assert src.info.family == "algorithmic"
