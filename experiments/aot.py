@@ -65,7 +65,7 @@ from jax.sharding import Mesh
 
 from experiments import bench, hlo_cost
 from experiments.targets import TARGETS, Target, gpu_target_config
-from recur import attention, plans, sharding, train
+from recur import attention, cli_errors, plans, sharding, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("target", "h200", sorted(TARGETS), "Accelerator to plan for.")
@@ -291,4 +291,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors

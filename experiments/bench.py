@@ -76,7 +76,7 @@ from absl import flags
 import jax
 import numpy as np
 
-from recur import core, layers, models, sharding, train
+from recur import cli_errors, core, layers, models, sharding, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("shapes", None, ["tiny", "paper"],
@@ -460,4 +460,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors

@@ -34,6 +34,7 @@ from ml_collections import config_flags
 import ml_collections
 import numpy as np
 
+from recur import cli_errors
 from recur.files import write_json_atomic
 
 __all__ = ["plan_arms", "count_params", "depth_per_segment", "run_experiment",
@@ -472,4 +473,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors

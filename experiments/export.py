@@ -19,6 +19,8 @@ import sys
 from absl import app, flags
 import numpy as np
 
+from recur import cli_errors
+
 FLAGS = flags.FLAGS
 
 
@@ -82,4 +84,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors

@@ -16,6 +16,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from recur import cli_errors
+
 __all__ = ["entry"]
 
 FLAGS = flags.FLAGS
@@ -73,4 +75,4 @@ def entry(name: str, default_variant: str = "demo") -> None:
       sys.exit(1)
     report.final_report(run)
 
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recur import convert, inference, models
+from recur import cli_errors, convert, inference, models
 from recur.checkpoint import restore_for_inference
 from experiments import paths
 from experiments.paths import write_json_atomic  # a URL (gs://...) too
@@ -293,4 +293,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli_errors.run_absl(main)  # one-line storage/data errors
