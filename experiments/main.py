@@ -26,6 +26,11 @@ flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host, non-TPU).")
 flags.DEFINE_integer("process_id", None, "This process's index (multi-host, non-TPU).")
 
+# A dead peer: the workdir lease watch (experiments.workdir_lock) stops the
+# survivors within ~30 s with a message; jax's own heartbeat (default 100 s)
+# is the backstop for a peer that dies before its lease is seen.
+PEER_HEARTBEAT_TIMEOUT_S = 45
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
@@ -41,9 +46,11 @@ def initialize_distributed() -> None:
     # (Asking jax for its backend here would initialise it too early.)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+                               FLAGS.process_id,
+                               heartbeat_timeout_seconds=PEER_HEARTBEAT_TIMEOUT_S)
   elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()  # Cloud TPU pod: discovered automatically.
+    # Cloud TPU pod: discovered automatically.
+    jax.distributed.initialize(heartbeat_timeout_seconds=PEER_HEARTBEAT_TIMEOUT_S)
 
 
 def entry(name: str, default_variant: str = "demo") -> None:
