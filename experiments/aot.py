@@ -63,7 +63,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from experiments import bench, hlo_cost
+from experiments import bench, cli, hlo_cost
 from experiments.targets import TARGETS, Target, gpu_target_config
 from recur import attention, plans, sharding, train
 
@@ -291,4 +291,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -480,5 +480,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.quiet_backend_probe()
-  app.run(main, flags_parser=cli.flags_parser())
+  cli.run(main)

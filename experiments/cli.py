@@ -11,7 +11,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 __all__ = ["quiet_backend_probe", "verbose", "config_key_error", "load_config_file",
-           "exit_with_one_line", "flags_parser"]
+           "exit_with_one_line", "flags_parser", "run"]
 
 _PROBE = "Unable to initialize backend"
 
@@ -134,3 +134,16 @@ def flags_parser(default_config: str | None = None) -> Callable[[list[str]], lis
       exit_with_one_line(e, argv, default_config)
       raise  # unreachable: exit_with_one_line exits or raises
   return parse
+
+
+def run(main: Callable[[list[str]], Any], default_config: str | None = None) -> None:
+  """`absl.app.run(main)` as every entry point runs it: the quiet backend
+  probe, one-line flag/config errors (`flags_parser`) and one-line storage and
+  data errors (`recur.cli_errors.guarded`), tracebacks back with --verbose."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from recur import cli_errors  # pylint: disable=g-import-not-at-top
+  quiet_backend_probe()
+  if "verbose" not in flags.FLAGS:
+    flags.DEFINE_bool("verbose", False, "Full tracebacks on errors (also "
+                      "RECUR_VERBOSE=1); by default a mistake prints one line.")
+  app.run(cli_errors.guarded(main, verbose), flags_parser=flags_parser(default_config))

@@ -93,5 +93,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
   define_flags()
-  cli.quiet_backend_probe()
-  app.run(main, flags_parser=cli.flags_parser())
+  cli.run(main)

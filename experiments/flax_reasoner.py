@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import cli
 from recur.data import IGNORE_LABEL_ID, make_source
 import recur.flax
 
@@ -137,4 +138,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -161,8 +161,9 @@ def _problem(m: dict[str, float], finite: bool, biggest: float, limit: float) ->
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Run:
   workdir = paths.normalize(workdir)  # a URL (gs://...) stays one
-  lock = WorkdirLock(workdir, jax.process_index(),
-                     stale_s=float(config.get("lock_stale_s", 120.0))).acquire()
+  lock = WorkdirLock(workdir, jax.process_index(),  # also watches the peers' leases
+                     stale_s=float(config.get("lock_stale_s", 120.0)),
+                     num_processes=jax.process_count()).acquire()
   try:
     return _run(config, workdir, lock)
   finally:

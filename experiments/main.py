@@ -28,6 +28,11 @@ flags.DEFINE_integer("process_id", None, "This process's index (multi-host, non-
 flags.DEFINE_bool("verbose", False, "Full tracebacks on errors (also RECUR_VERBOSE=1); "
                   "by default a mistake prints one line.")
 
+# A dead peer: the workdir lease watch (experiments.workdir_lock) stops the
+# survivors within ~30 s with a message; jax's own heartbeat (default 100 s)
+# is the backstop for a peer that dies before its lease is seen.
+PEER_HEARTBEAT_TIMEOUT_S = 45
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
@@ -43,9 +48,11 @@ def initialize_distributed() -> None:
     # (Asking jax for its backend here would initialise it too early.)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+                               FLAGS.process_id,
+                               heartbeat_timeout_seconds=PEER_HEARTBEAT_TIMEOUT_S)
   elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()  # Cloud TPU pod: discovered automatically.
+    # Cloud TPU pod: discovered automatically.
+    jax.distributed.initialize(heartbeat_timeout_seconds=PEER_HEARTBEAT_TIMEOUT_S)
 
 
 def entry(name: str, default_variant: str = "demo") -> None:
@@ -85,5 +92,4 @@ def entry(name: str, default_variant: str = "demo") -> None:
       sys.exit(1)
     report.final_report(run)
 
-  cli.quiet_backend_probe()
-  app.run(main, flags_parser=cli.flags_parser(default))
+  cli.run(main, default)

@@ -28,7 +28,9 @@ test outputs, the test-time compute table and the fitting losses
 Sudoku / Maze (a CSV in the public `source,q,a,rating` layout; `a` may be
 empty): straight inference (`recur.inference.solve_puzzle_file`); `--output`
 gets the filled grids with a confidence per puzzle, exact accuracy when answers
-are given, and the knob table.
+are given, and the knob table. Invalid or unsolvable puzzles (clashing clues,
+no start/goal) and invalid ARC tasks are reported (`rejected` / `skipped` in the
+output) and left out; `--noskip_bad` makes the first one an error instead.
 
 Test-time compute knobs (each reported per setting when labels exist):
   --steps=N           run N supervision steps (default: as trained); accuracy
@@ -96,6 +98,8 @@ def define_flags() -> None:
                      "finetuning all.")
   flags.DEFINE_integer("batch_size", 128, "Rows per inference batch.")
   flags.DEFINE_integer("seed", 0, "Seed of augmentations, fitting and noise.")
+  flags.DEFINE_bool("skip_bad", True, "Report and leave out invalid puzzles / "
+                    "ARC tasks (else the first one is an error).")
 
 
 __all__ = ["load_model", "model_config_from_json", "family_for_input", "solve_grid",
@@ -190,15 +194,12 @@ def family_for_input(path: str, data: dict | None):
   raise app.UsageError(f"{path}: no puzzle family reads this file; pass --kind")
 
 
-def solve_grid(cfg, params, path: str, kind: str, *, box=None, **knobs) -> dict:
-  """`recur.inference.solve_puzzle_file` for the family named `kind` (`box`:
-  Sudoku's box, the reader's option)."""
+def solve_grid(cfg, params, path: str, kind: str, *, box=None, skip_bad=True,
+               **knobs) -> dict:
+  """`recur.inference.solve_puzzle_file` for the family named `kind` (reader
+  options: `box`, Sudoku's box; `skip_bad`, leave out invalid puzzles)."""
   return inference.solve_puzzle_file(cfg, params, path, registry.get_family(kind),
-                                     options={"box": box}, **knobs)
-
-
-def _fmt(v) -> str:
-  return "-" if v is None else f"{v:.4f}"
+                                     options={"box": box, "skip_bad": skip_bad}, **knobs)
 
 
 def knob_table(kind: str, metrics: dict) -> str:
@@ -209,11 +210,12 @@ def knob_table(kind: str, metrics: dict) -> str:
            "|---|" + ("---|---|" if tasks else "---|")]
 
   def row(name, v):
+    fmt = lambda x: "-" if x is None else f"{x:.4f}"  # pylint: disable=unnecessary-lambda-assignment
     if tasks:
       v = v or {}
-      lines.append(f"| {name} | {_fmt(v.get('pass@1'))} | {_fmt(v.get('pass@2'))} |")
+      lines.append(f"| {name} | {fmt(v.get('pass@1'))} | {fmt(v.get('pass@2'))} |")
     else:
-      lines.append(f"| {name} | {_fmt(v)} |")
+      lines.append(f"| {name} | {fmt(v)} |")
 
   trained = metrics.get("trained_steps")
   per_step = metrics.get("per_step") or metrics.get("exact_accuracy_per_step") or {}
@@ -271,7 +273,7 @@ def main(argv) -> None:
         cfg, params, input_path, versions=FLAGS.versions, fit_steps=FLAGS.fit_steps,
         fit_lr=FLAGS.fit_lr, fit_batch_size=FLAGS.fit_batch_size,
         finetune_all_steps=FLAGS.finetune_all_steps, finetune_lr=FLAGS.finetune_lr,
-        log=lambda line: print(line, flush=True), **knobs)
+        log=lambda line: print(line, flush=True), skip_bad=FLAGS.skip_bad, **knobs)
     write_json_atomic(FLAGS.output, sub)
     side = os.path.splitext(FLAGS.output)[0] + "_details.json"
     write_json_atomic(side, details)
@@ -282,11 +284,12 @@ def main(argv) -> None:
       print(knob_table(family.name, details["metrics"]), flush=True)
     return
   box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else data.get("box")
-  res = inference.solve_puzzle_file(cfg, params, input_path, family,
-                                    options={"box": box}, **knobs)
+  res = inference.solve_puzzle_file(cfg, params, input_path, family, options={
+      "box": box, "skip_bad": FLAGS.skip_bad}, **knobs)
   write_json_atomic(FLAGS.output, res)
-  print(f"wrote {FLAGS.output} ({res['count']} puzzles) in {time.time() - t0:.1f}s",
-        flush=True)
+  bad = f", {len(res['rejected'])} invalid left out" if res.get("rejected") else ""
+  print(f"wrote {FLAGS.output} ({res['count']} puzzles{bad}) in "
+        f"{time.time() - t0:.1f}s", flush=True)
   if "metrics" in res:
     print(knob_table(family.name, res["metrics"]), flush=True)
 
@@ -294,5 +297,4 @@ def main(argv) -> None:
 if __name__ == "__main__":
   define_flags()
   from experiments import cli  # pylint: disable=g-import-not-at-top
-  cli.quiet_backend_probe()
-  app.run(main, flags_parser=cli.flags_parser())
+  cli.run(main)

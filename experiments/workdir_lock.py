@@ -14,6 +14,18 @@ differs), or when its heartbeat is older than `stale_s` (a holder on another
 host: a dead VM). A run that finds its own lock taken over (it was paused for
 longer than `stale_s`) stops at its next check instead of writing on.
 
+Dead peers (`num_processes` > 1): a second thread reads the other processes'
+leases every `peer_check_s`. A peer once seen alive whose process is gone
+(same host) or whose heartbeat is older than `peer_stale_s` (another host) is
+dead; the survivor
+would otherwise hang in its next collective until jax's own heartbeat timeout,
+so it prints one line naming the peer, drops its own lease and exits with
+status `PEER_LOST_EXIT` at once (os._exit: the hung collective never returns).
+The same command resumes from the last good checkpoint. A lease removed by
+its owner is a peer that ended on its own (finished or failed with its own
+message), not a dead one. The watch goes on after `release` until the
+process ends (a survivor's exit waits in jax's shutdown barrier for the peer).
+
 Atomicity: the first claim is an exclusive create; a take-over first creates
 `process_<i>.json.takeover-<stale token>` exclusively, so of two runs taking
 over the same stale lock exactly one wins, then replaces the lock. On a local
@@ -27,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -34,7 +47,9 @@ from typing import Any
 
 from etils import epath
 
-__all__ = ["WorkdirLock", "LockHeld"]
+__all__ = ["WorkdirLock", "LockHeld", "PEER_LOST_EXIT"]
+
+PEER_LOST_EXIT = 75   # EX_TEMPFAIL: restart the same command to resume
 
 
 class LockHeld(RuntimeError):
@@ -57,7 +72,17 @@ def _pid_alive(pid: int, start: str | None) -> bool:
     return False
   except PermissionError:
     pass        # exists, owned by someone else
+  if _pid_zombie(pid):
+    return False                # killed, not yet reaped by its parent
   return start is None or _pid_start(pid) in (None, start)
+
+
+def _pid_zombie(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+  except (OSError, IndexError):
+    return False
 
 
 def _is_local(p: epath.Path) -> bool:
@@ -94,13 +119,18 @@ class WorkdirLock:
   """The lease of one process of a run on `workdir` (see module docstring)."""
 
   def __init__(self, workdir, process_index: int = 0, heartbeat_s: float = 10.0,
-               stale_s: float = 120.0):
+               stale_s: float = 120.0, num_processes: int = 1,
+               peer_stale_s: float = 25.0, peer_check_s: float = 2.5):
     self.dir = epath.Path(workdir) / "locks"
     self.path = self.dir / f"process_{process_index}.json"
     self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
+    self.peers = [self.dir / f"process_{i}.json" for i in range(num_processes)
+                  if i != process_index]
+    self.peer_stale_s, self.peer_check_s = peer_stale_s, peer_check_s
     self.token = uuid.uuid4().hex
     self.lost: str | None = None
     self._stop = threading.Event()
+    self._peers_done = threading.Event()   # set by stop_peer_watch only
     self._thread: threading.Thread | None = None
 
   def _record(self) -> dict[str, Any]:
@@ -166,7 +196,54 @@ class WorkdirLock:
       raise LockHeld(f"{self.path}: could not acquire the workdir lock")
     self._thread = threading.Thread(target=self._beat, daemon=True, name="workdir-lock")
     self._thread.start()
+    if self.peers:
+      threading.Thread(target=self._watch_peers, daemon=True, name="peer-watch").start()
     return self
+
+  def dead_peer(self, path: epath.Path, held: dict[str, Any] | None) -> str | None:
+    """Why the peer holding `held` (read from `path`) is dead, else None."""
+    if not held or "token" not in held:
+      return None               # not there yet, released, or being rewritten
+    if held.get("host") == socket.gethostname():
+      if not _pid_alive(int(held.get("pid", -1)), held.get("pid_start")):
+        return f"its process is gone ({self.describe(held)}, {path})"
+      return None
+    age = time.time() - float(held.get("heartbeat", 0))
+    if age > self.peer_stale_s:
+      return f"no heartbeat for {age:.0f}s ({self.describe(held)}, {path})"
+    return None
+
+  def _watch_peers(self) -> None:
+    # Only a lease once seen alive is judged: at a restart a peer's old lease
+    # (dead pid) stays until that peer takes it over, and means nothing.
+    # It outlives `release`: a survivor whose collective failed at once (CPU
+    # gloo) still hangs in jax's shutdown barrier on its way out.
+    alive: set[str] = set()
+    while not self._peers_done.wait(self.peer_check_s):
+      for path in self.peers:
+        try:
+          held = json.loads(path.read_text())
+        except (OSError, ValueError):
+          continue              # absent or half-written: look again later
+        why = self.dead_peer(path, held)
+        if why is None and held.get("token"):
+          alive.add(held["token"])
+        elif why is not None and held.get("token") in alive:
+          self._peer_lost(path, why)
+
+  def _peer_lost(self, path: epath.Path, why: str) -> None:
+    """Ends this process: its collectives would wait for the dead peer."""
+    name = path.name.removesuffix(".json").replace("_", " ")
+    print(f"error: peer {name} of this run died: {why}. Stopping this process "
+          f"too (exit {PEER_LOST_EXIT}); run the same command again on every "
+          "host to resume from the last checkpoint.", file=sys.stderr, flush=True)
+    try:
+      held = self._read()
+      if held and held.get("token") == self.token:
+        self.path.unlink(missing_ok=True)   # our lease: a restart needs no wait
+    except OSError:
+      pass
+    os._exit(PEER_LOST_EXIT)
 
   def _beat(self) -> None:
     while not self._stop.wait(self.heartbeat_s):
@@ -184,6 +261,9 @@ class WorkdirLock:
     if self.lost:
       raise LockHeld(f"{self.path}: this run lost its workdir lock ({self.lost}); "
                      "stopping so two runs do not write the same workdir")
+
+  def stop_peer_watch(self) -> None:
+    self._peers_done.set()
 
   def release(self) -> None:
     self._stop.set()

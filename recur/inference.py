@@ -240,13 +240,14 @@ def solve_puzzle_file(cfg: ModelConfig, params: Params, path: str, family, *,
   """Straight inference on a puzzle file of `family` (a `PuzzleFamily` with
   `read_puzzles`, e.g. a Sudoku/Maze CSV; `options` for the reader, e.g.
   Sudoku's {"box": ...}). Returns {"kind", "count", "puzzles": [{"source",
-  "grid", "confidence", "steps"[, "correct"]}], "settings"[, "metrics"]}; the
+  "grid", "confidence", "steps"[, "correct"]}], "settings"[, "metrics"]
+  ][, "rejected": [{"row", "error"}]: puzzles left out as invalid]}; the
   metrics (with answers in the file) are `KnobStats.metrics`."""
   if family.read_puzzles is None:
     raise ValueError(f"puzzle family {family.name!r} reads no puzzle files")
   read = family.read_puzzles(path, cfg.seq_len, dict(options or {}))
   inputs, labels = read.inputs, read.labels
-  if inputs.shape[1] != cfg.seq_len:
+  if len(inputs) and inputs.shape[1] != cfg.seq_len:
     raise ValueError(f"{path}: puzzles of {inputs.shape[1]} cells, model expects "
                      f"{cfg.seq_len}")
   n = steps or cfg.halt_max_steps
@@ -277,6 +278,8 @@ def solve_puzzle_file(cfg: ModelConfig, params: Params, path: str, family, *,
   res = {"kind": family.name, "count": len(inputs), "puzzles": puzzles,
          "settings": {"steps": n, "early_exit": early_exit,
                       "trajectories": trajectories, "noise": noise}}
-  if labels is not None:
+  if read.rejected:  # invalid / unsolvable puzzles, left out (options skip_bad)
+    res["rejected"] = [{"row": row, "error": why} for row, why in read.rejected]
+  if labels is not None and len(inputs):
     res["metrics"] = stats.metrics(trajectories, cfg.halt_max_steps)
   return res

@@ -683,4 +683,5 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  from recur import cli_errors  # pylint: disable=g-import-not-at-top
+  cli_errors.guarded(main)(sys.argv[1:])  # one-line storage/data errors

@@ -91,10 +91,13 @@ class PuzzleFile:
     names: one name per puzzle (the CSV `source` column, a task id, ...)
     inputs: int32 [N, seq_len] encoded inputs
     labels: int32 [N, seq_len] encoded answers, or None when the file has none
+    rejected: (row, reason) of each puzzle left out as invalid or unsolvable
+      (options["skip_bad"], solve's default), reported per puzzle
   """
   names: Sequence[str]
   inputs: np.ndarray
   labels: np.ndarray | None
+  rejected: Sequence[tuple[int, str]] = ()
 
 
 @dataclasses.dataclass(frozen=True)

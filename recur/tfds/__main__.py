@@ -31,4 +31,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  from recur import cli_errors  # pylint: disable=g-import-not-at-top
+  cli_errors.guarded(main)()  # one-line storage/data errors

@@ -95,19 +95,25 @@ def solve_tasks(cfg: ModelConfig, params: dict, path: str, *, versions: int = 8,
                 finetune_all_steps: int = 0, finetune_lr: float = 1e-4,
                 steps: int = 0, early_exit: bool = False, trajectories: int = 1,
                 noise: float = 0.0, batch_size: int = 128, seed: int = 0,
-                log: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+                log: Callable[[str], None] | None = None, skip_bad: bool = True
+                ) -> tuple[dict, dict]:
   """The tasks of `path` (a task JSON, a directory of them, a Kaggle
   challenges file). Returns (submission, details): the ARC Prize submission
   `{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}` (validated;
   [[0]] for a task too large for the model's canvas) and
   {"tasks": {task_id: [per test input]}, "metrics": pass@1/2 per knob
   setting when test outputs are known, "settings", "fit": the fitting
-  history}. `log(line)`: progress and warnings, if given."""
+  history[, "skipped": {task_id: why}]}. `log(line)`: progress and warnings,
+  if given. `skip_bad`: an invalid task is reported and left out rather than
+  aborting the submission."""
   log = log or (lambda line: None)
   canvas = math.isqrt(cfg.seq_len)
   if canvas * canvas != cfg.seq_len:
     raise ValueError(f"model seq_len {cfg.seq_len} is not a square ARC canvas")
-  all_tasks = load_tasks(path)
+  skipped: dict[str, str] | None = {} if skip_bad else None
+  all_tasks = load_tasks(path, skipped)
+  for tid, why in (skipped or {}).items():
+    log(f"warning: task {tid} skipped: {why}")
   fits = [t for t in all_tasks if t.max_side() <= canvas]
   too_big = [t for t in all_tasks if t.max_side() > canvas]
   for t in too_big:
@@ -139,6 +145,8 @@ def solve_tasks(cfg: ModelConfig, params: dict, path: str, *, versions: int = 8,
                              for _ in t.test]
     details["tasks"][t.task_id] = [{"confidence": 0.0, "skipped": "too large"}
                                    for _ in t.test]
+  if skipped:
+    details["skipped"] = skipped
   details["settings"] = {"versions": versions, "fit_steps": fit_steps,
                          "finetune_all_steps": finetune_all_steps, "steps": n,
                          "early_exit": early_exit, "trajectories": trajectories,

@@ -13,7 +13,7 @@ import numpy as np
 
 from recur.data.base import DatasetInfo
 from recur.puzzles.arc import augment as aa
-from recur.puzzles.arc.source import encode_examples, load_path
+from recur.puzzles.arc.source import _Collector, encode_examples, load_path
 
 __all__ = ["ArcTaskSet", "load_tasks"]
 
@@ -68,11 +68,17 @@ class ArcTaskSet:
         version=version)
 
 
-def load_tasks(path: str) -> list:
+def load_tasks(path: str, skipped: dict[str, str] | None = None) -> list:
   """The tasks of a user's file: a task JSON, a directory of them or a Kaggle
-  `*_challenges.json` (`source.load_path`), each task id once."""
+  `*_challenges.json` (`source.load_path`), each task id once. With a
+  `skipped` dict, an invalid task is left out and noted there (id -> why)
+  instead of failing the whole file."""
+  col = None if skipped is None else _Collector(True)
+  subsets = load_path(path, _col=col)
+  if col is not None:
+    skipped.update(col.skipped)
   tasks, seen = [], set()
-  for subset in load_path(path).values():
+  for subset in subsets.values():
     for tid, t in subset.items():
       if tid not in seen:
         seen.add(tid)

@@ -30,6 +30,7 @@ import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
 from recur.files import cached_npz
+from recur.puzzles.csv_rows import report_skipped, require_rows
 from recur.puzzles.dihedral import (NUM_DIHEDRAL, dihedral, dihedral_maps,
                                     inverse_dihedral)
 
@@ -38,6 +39,7 @@ __all__ = [
     "encode_maze", "decode_maze", "find_cell", "neighbours", "bfs_distances",
     "count_shortest_paths",
     "shortest_path_label", "generate_maze", "generate_mazes", "read_maze_csv",
+    "path_error", "question_error",
 ]
 
 CHARSET = "# SGo"
@@ -233,6 +235,7 @@ class MazeSet:
   ratings: np.ndarray    # float64 [M] (path length for generated mazes)
   sources: tuple[str, ...] | None = None
   num_bad: int = 0
+  skipped: tuple[str, ...] = ()   # why each skipped row was bad ("row L: ...")
 
   def __len__(self) -> int:
     return len(self.inputs)
@@ -283,24 +286,73 @@ def _cached(cache_dir: str | None, params: dict[str, Any], make) -> MazeSet:
   return MazeSet(z["inputs"], z["labels"], z["ratings"])
 
 
+def _reach(grid: np.ndarray, open_cells: np.ndarray, start: tuple[int, int]
+           ) -> np.ndarray:
+  """bool [N, N]: the cells of `open_cells` reachable from `start` (4-moves)."""
+  h, w = grid.shape
+  seen = np.zeros_like(open_cells)
+  seen[start] = True
+  todo = collections.deque([start])
+  while todo:
+    r, c = todo.popleft()
+    for nb in neighbours(r, c, h, w):
+      if open_cells[nb] and not seen[nb]:
+        seen[nb] = True
+        todo.append(nb)
+  return seen
+
+
+def question_error(q: np.ndarray) -> str | None:
+  """Why a maze question [N, N] has no answer (None: it has one): one 'S',
+  one 'G', no 'o', and G reachable from S through non-wall cells."""
+  if (q == PATH).any():
+    return "path cell 'o' in the question"
+  if (q == START).sum() != 1 or (q == GOAL).sum() != 1:
+    return (f"needs exactly one 'S' and one 'G', got {int((q == START).sum())} "
+            f"and {int((q == GOAL).sum())}")
+  if not _reach(q, q != WALL, find_cell(q, START))[find_cell(q, GOAL)]:
+    return "no path from 'S' to 'G' (unsolvable)"
+  return None
+
+
+def path_error(q: np.ndarray, a: np.ndarray) -> str | None:
+  """Why `a` is not a path answer of the valid question `q` (None: it is):
+  `a` equals `q` except 'o' on free cells, and the 'o' cells join S to G
+  (4-moves) with no stray 'o' off that path."""
+  wrong = (a != q) & ~((a == PATH) & (q == FREE))
+  if wrong.any():
+    r, c = (int(v) for v in np.argwhere(wrong)[0])
+    return (f"differs from q at row {r}, column {c} "
+            "(only free cells may become 'o')")
+  on_path = (a == PATH) | (a == START) | (a == GOAL)
+  seen = _reach(a, on_path, find_cell(q, START))
+  if not seen[find_cell(q, GOAL)]:
+    return "the 'o' cells do not join 'S' to 'G'"
+  stray = on_path & ~seen
+  if stray.any():
+    r, c = (int(v) for v in np.argwhere(stray)[0])
+    return f"'o' at row {r}, column {c} is off the path from 'S' to 'G'"
+  return None
+
+
 def read_maze_csv(path: str, *, size: int = 30, skip_bad: bool = False) -> MazeSet:
   """Reads the Maze-Hard layout `source,q,a,rating` (q, a: N*N chars, row-major).
 
   Checks: four fields; q and a of N*N characters from "# SGo"; no 'o' in q;
-  exactly one 'S' and one 'G' in q; a equal to q except 'o' on free cells;
-  rating a number (empty allowed, read as NaN). A bad row raises DataError
-  naming file, row (line number, header = 1) and field, or with `skip_bad` is
-  skipped and counted.
+  exactly one 'S' and one 'G' in q; a equal to q except 'o' on free cells,
+  the 'o' cells a path from S to G (`path_error`); rating a number (empty
+  allowed, read as NaN). A bad row raises DataError naming file, row (line
+  number, header = 1) and field, or with `skip_bad` is skipped, counted and
+  logged (the first few reasons); a file with no good row is an error.
   """
   cells = size * size
   inputs, labels, ratings, sources = [], [], [], []
-  num_bad = 0
+  reasons: list[str] = []
 
   def bad(line: int, field: str, why: str) -> None:
-    nonlocal num_bad
     if not skip_bad:
       raise DataError(f"{path}: row {line}: field '{field}': {why}")
-    num_bad += 1
+    reasons.append(f"row {line}: field '{field}': {why}")
 
   def parse(text: str, line: int, field: str):
     if len(text) != cells:
@@ -339,27 +391,25 @@ def read_maze_csv(path: str, *, size: int = 30, skip_bad: bool = False) -> MazeS
       a = parse(a_text, line, "a")
       if a is None:
         continue
-      if (q == PATH).any():
-        bad(line, "q", "path cell 'o' in the question")
+      why = question_error(q)
+      if why is not None:
+        bad(line, "q", why)
         continue
-      if (q == START).sum() != 1 or (q == GOAL).sum() != 1:
-        bad(line, "q", f"needs exactly one 'S' and one 'G', got "
-            f"{int((q == START).sum())} and {int((q == GOAL).sum())}")
-        continue
-      wrong = (a != q) & ~((a == PATH) & (q == FREE))
-      if wrong.any():
-        r, c = (int(v) for v in np.argwhere(wrong)[0])
-        bad(line, "a", f"differs from q at row {r}, column {c} "
-            "(only free cells may become 'o')")
+      why = path_error(q, a)
+      if why is not None:
+        bad(line, "a", why)
         continue
       inputs.append(q)
       labels.append(a)
       ratings.append(rating)
       sources.append(source)
+  report_skipped(path, reasons)
+  require_rows(path, len(inputs), len(reasons), "maze")
   shape = (len(inputs), size, size)
   return MazeSet(np.asarray(inputs, np.int8).reshape(shape),
                  np.asarray(labels, np.int8).reshape(shape),
-                 np.asarray(ratings, np.float64), tuple(sources), num_bad)
+                 np.asarray(ratings, np.float64), tuple(sources), len(reasons),
+                 tuple(reasons))
 
 
 # ----------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """Sudoku puzzles from a user's CSV for inference (`experiments.solve`).
 
 The public `source,q,a,rating` layout; `a` may be empty in every row, then
-only the questions are read (checked for length and digits).
+only the questions are read: checked for length and digits, clues that clash
+(a digit twice in a row, column or box) and boards with no solution. A bad
+puzzle is left out and reported per puzzle (`PuzzleFile.rejected`) when
+options["skip_bad"] (solve's default), else it is a DataError naming file,
+row and field.
 """
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from recur.data.base import DataError
-from recur.puzzles.csv_rows import read_rows
+from recur.puzzles.csv_rows import read_rows, report_skipped
 from recur.puzzles.family import PuzzleFile
-from recur.puzzles.sudoku.source import encode_sudoku, read_sudoku_csv
+from recur.puzzles.sudoku.source import count_solutions, encode_sudoku, read_sudoku_csv
 
-__all__ = ["default_box", "read_puzzles", "claims_file"]
+__all__ = ["default_box", "clue_error", "read_puzzles", "claims_file"]
 
 
 def default_box(side: int) -> tuple[int, int]:
@@ -23,31 +27,68 @@ def default_box(side: int) -> tuple[int, int]:
   return {4: (2, 2), 6: (2, 3), 9: (3, 3)}.get(side, (side, 1))
 
 
+def clue_error(digits: np.ndarray, box: tuple[int, int]) -> str | None:
+  """Why a board of clues [n, n] (0 = blank) cannot be solved, else None."""
+  n = digits.shape[0]
+  units = [("row", i, digits[i]) for i in range(n)]
+  units += [("column", i, digits[:, i]) for i in range(n)]
+  bands = digits.reshape(n // box[0], box[0], n // box[1], box[1])
+  units += [("box", i, bands[i // (n // box[1]), :, i % (n // box[1])].reshape(-1))
+            for i in range(n)]
+  for kind, i, cells in units:
+    given = cells[cells > 0]
+    values, counts = np.unique(given, return_counts=True)
+    if (counts > 1).any():
+      return f"clues clash: {int(values[counts > 1][0])} twice in {kind} {i}"
+  if count_solutions(digits, box, limit=1) == 0:
+    return "no solution (unsolvable clues)"
+  return None
+
+
 def read_puzzles(path: str, seq_len: int, options: Mapping[str, Any]) -> PuzzleFile:
   """Puzzles of a side x side model (seq_len = side^2); options["box"] is the
-  box shape (default: `default_box`)."""
+  box shape (default: `default_box`), options["skip_bad"] leaves bad puzzles
+  out, reported in `rejected`."""
   side = math.isqrt(seq_len)
-  box = tuple(int(b) for b in options.get("box") or default_box(side))
+  b0, b1 = (int(b) for b in options.get("box") or default_box(side))
+  box = (b0, b1)
+  skip_bad = bool(options.get("skip_bad"))
   rows, has_answers = read_rows(path)
   if has_answers:
-    p = read_sudoku_csv(path, box=box)
+    p = read_sudoku_csv(path, box=box, skip_bad=skip_bad)
     assert p.sources is not None  # read_sudoku_csv keeps the source column
     return PuzzleFile(list(p.sources), encode_sudoku(p.questions).reshape(len(p), -1),
-                      encode_sudoku(p.answers).reshape(len(p), -1))
-  inputs = []
+                      encode_sudoku(p.answers).reshape(len(p), -1),
+                      [_row_reason(r) for r in p.skipped])
+  inputs, names, rejected = [], [], []
   for line, r in enumerate(rows, start=2):
+    why = None
     if len(r) < 2 or len(r[1]) != side * side:
-      raise DataError(f"{path}: row {line}: field 'q': expected {side * side} "
-                      "characters")
-    try:
-      digits = [0 if ch in ".0" else int(ch, 36) for ch in r[1]]
-    except ValueError as e:
-      raise DataError(f"{path}: row {line}: field 'q': {e}") from e
-    if max(digits) > side:
-      raise DataError(f"{path}: row {line}: field 'q': digit above {side}")
-    inputs.append(encode_sudoku(np.asarray(digits)))
-  return PuzzleFile([r[0] for r in rows],
-                    np.asarray(inputs, np.int32).reshape(len(rows), -1), None)
+      why = f"expected {side * side} characters"
+    else:
+      try:
+        digits = np.asarray([0 if ch in ".0" else int(ch, 36) for ch in r[1]])
+      except ValueError as e:
+        why = str(e)
+      else:
+        why = (f"digit above {side}" if digits.max() > side else
+               clue_error(digits.reshape(side, side), box))
+    if why is None:
+      inputs.append(encode_sudoku(digits))
+      names.append(r[0])
+    elif skip_bad:
+      rejected.append((line, f"field 'q': {why}"))
+    else:
+      raise DataError(f"{path}: row {line}: field 'q': {why}")
+  report_skipped(path, [f"row {line}: {why}" for line, why in rejected])
+  return PuzzleFile(names, np.asarray(inputs, np.int32).reshape(len(names), -1),
+                    None, rejected)
+
+
+def _row_reason(text: str) -> tuple[int, str]:
+  """("row L: why") -> (L, why)."""
+  head, _, why = text.partition(": ")
+  return int(head.split()[1]), why
 
 
 def claims_file(path: str) -> bool:

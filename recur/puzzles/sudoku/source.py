@@ -38,6 +38,7 @@ import numpy as np
 from recur.data import keys
 from recur.data.base import DataError, DatasetInfo, Example
 from recur.files import cached_npz
+from recur.puzzles.csv_rows import report_skipped, require_rows
 
 __all__ = [
     "BLANK_TOKEN", "SudokuPuzzles", "SudokuTransform", "SudokuSource",
@@ -367,6 +368,7 @@ class SudokuPuzzles:
   box: tuple[int, int] = (3, 3)
   sources: tuple[str, ...] | None = None   # CSV "source" column, if any
   num_bad: int = 0                          # rows skipped by skip_bad
+  skipped: tuple[str, ...] = ()             # why each was bad ("row L: ...")
 
   def __len__(self) -> int:
     return len(self.questions)
@@ -581,15 +583,21 @@ def read_sudoku_csv(path: str, *, box: Sequence[int] = (3, 3),
   if errors and not skip_bad:
     line, field, reason = min(errors)
     raise DataError(f"{path}: row {line}: field '{field}': {reason}")
+  reasons = [f"row {ln}: field '{fd}': {r}" for ln, fd, r in sorted(errors)]
+  report_skipped(path, reasons)
+  require_rows(path, num - len(grid_errors), len(errors), "Sudoku")
   keep = np.ones(num, bool)
   keep[[i for i, _, _ in grid_errors]] = False
   rating_array = np.asarray(ratings, np.int64).reshape(num)
   if min_difficulty is not None:
     keep &= rating_array >= min_difficulty
+    if not keep.any():
+      raise DataError(f"{path}: no puzzle with rating >= min_difficulty "
+                      f"{min_difficulty} (empty split)")
   idx = np.flatnonzero(keep)
   return SudokuPuzzles(questions=q[idx], answers=a[idx], ratings=rating_array[idx],
                        box=box, sources=tuple(sources[i] for i in idx),
-                       num_bad=len(errors))
+                       num_bad=len(errors), skipped=tuple(reasons))
 
 
 # ----------------------------------------------------------------------------
