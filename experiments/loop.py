@@ -14,7 +14,10 @@
   an exact resume: the train state (params, AdamATan2 state, EMA,
   puzzle-embedding table, ACT carry, RNG, step) and the data iterator position.
   Its fingerprint (`recur.fingerprint`: model, batch, data options, seed, data
-  files' hashes) must match, else the run is refused naming what changed;
+  files' hashes) must match, else the run is refused naming what changed; the
+  device and process counts may change (elastic resume: the state is restored
+  into this mesh's shardings and the puzzle table, padded to a multiple of the
+  device count, is re-padded; the data position is global);
   changed optimizer settings (a lower learning rate after a divergence) are
   allowed and printed. `steps` below the checkpoint's step is refused.
 * Metrics are fetched one step late (the host never waits on the step it just
@@ -186,7 +189,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     saved = dict(meta.get("fingerprint", meta))
     # Checkpoints written before the model kind was spelled `name` say `model`.
     saved["model"] = models.canonical_fields(saved.get("model", {}))
-    diffs = fingerprint.diff(saved, fp)
+    diffs = fingerprint.diff(fingerprint.resume_view(saved), fingerprint.resume_view(fp))
     if diffs:
       raise RunError(
           f"{ckpt_dir} was written by an incompatible config or other data; "
@@ -197,8 +200,19 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       else (lambda m: None)
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, state_sh)
+
+  def target_for(meta):
+    # Elastic resume: the checkpoint's table has the rows its device count
+    # padded to; restore those (replicated) and re-pad below.
+    rows = _saved_table_rows(meta)
+    if rows is None or rows == abstract.puzzle_emb.shape[0]:
+      return target
+    t = abstract.puzzle_emb
+    return target._replace(puzzle_emb=jax.ShapeDtypeStruct(
+        (rows,) + t.shape[1:], t.dtype, sharding=sharding.replicated(mesh)))
+
   try:
-    found = ckpts.restore_newest(target, check_meta, warn=warn)
+    found = ckpts.restore_newest(target_for, check_meta, warn=warn)
   except checkpoint.CheckpointError as e:
     ckpts.close()
     raise RunError(str(e)) from e
@@ -207,6 +221,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     raise
   if found is not None:
     start, state = found.step, found.state
+    if state.puzzle_emb.shape != abstract.puzzle_emb.shape:
+      state = state._replace(puzzle_emb=_repad_table(
+          state.puzzle_emb, abstract.puzzle_emb.shape[0], source.info.num_puzzle_identifiers,
+          state_sh.puzzle_emb))
     if total < start:
       ckpts.close()
       raise RunError(
@@ -319,6 +337,26 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     writer.close()
     ckpts.close()
     it.close()
+
+
+def _saved_table_rows(meta) -> int | None:
+  """The puzzle-table rows of a checkpoint (its model config's padded count)."""
+  model = dict(meta.get("fingerprint", meta)).get("model", {})
+  rows = model.get("num_puzzle_identifiers")
+  return None if rows is None else int(rows)
+
+
+def _repad_table(table, rows: int, used: int, out_sharding):
+  """A restored puzzle table cut or zero-padded to `rows` (this mesh's padding).
+  Rows from `used` on are never looked up, so they are zero in any run (the
+  sparse update leaves rows outside the batch bit-for-bit unchanged)."""
+  def fit(t):
+    if t.shape[0] >= rows:
+      return t[:rows]
+    return jnp.pad(t, [(0, rows - t.shape[0])] + [(0, 0)] * (t.ndim - 1))
+  if rows < used:
+    raise RunError(f"puzzle table of {rows} rows cannot hold {used} identifiers")
+  return jax.jit(fit, out_shardings=out_sharding)(table)
 
 
 def json_safe(obj):

@@ -270,11 +270,15 @@ class RunCheckpoints:
 
   def restore(self, step: int, target=None, check_meta: Callable | None = None):
     """(state, data, meta) of one step; CheckpointDamaged if it does not
-    restore or verify. `check_meta(meta)` may refuse before the arrays load."""
+    restore or verify. `check_meta(meta)` may refuse before the arrays load.
+    `target` may be a function of the meta (the shapes the checkpoint holds may
+    differ from the run's, e.g. a puzzle table padded for another device count)."""
     where = str(self.directory / str(step))
     meta = self.read_meta(step)
     if check_meta is not None:
       check_meta(meta)
+    if callable(target):
+      target = target(meta)
     layout = meta.get("layout", {})
     try:
       arg = ocp.args.StandardRestore(None if target is None else drop_empty(target))
