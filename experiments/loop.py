@@ -67,9 +67,16 @@ def build_source(config: ml_collections.ConfigDict):
   name = d.pop("name")
   for k in ("eval_batch_size", "eval_max_versions", "eval_max_batches"):
     d.pop(k, None)
+  # `generated=False` (the paper variants): the run needs the published files.
+  generated = d.pop("generated", None)
   d = {k: v for k, v in d.items() if v is not None}
   if not d.get("path"):
     d.pop("path", None)
+    if generated is False:
+      raise RunError(
+          f"this config trains on the published {name} data: pass "
+          "--config.data.path=DIR (train.csv and test.csv, columns source,q,a,rating), "
+          "or --config.data.generated=True to train on the built-in generator instead")
   else:
     d["path"] = paths.local_copy(d["path"])  # gs://... is downloaded once
   return make_source(name, **d)
