@@ -28,6 +28,9 @@
   parameters above `max_param_abs` (default 1e6; 0: no limit) stop the run
   naming the step and the last good checkpoint. Every state is checked before it
   is saved, so no checkpoint holds a non-finite or exploded state.
+* Keeps the latest `keep_checkpoints` and, with `best_metric` (e.g.
+  "eval/exact_accuracy", ARC "eval/pass@2"; `best_mode` max or min), the best
+  checkpoint by that evaluation metric in workdir/best/ (`experiments.best`).
 * Writes metrics.jsonl, TensorBoard events, config.json and a progress line
   (process 0 only).
 """
@@ -47,6 +50,7 @@ import ml_collections
 import numpy as np
 
 from experiments import evaluation, paths, preemption
+from experiments.best import BestCheckpoint
 from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import checkpoint, fingerprint, models, sharding, train
@@ -253,6 +257,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
 
   try:
     writer = MetricsWriter(workdir, enabled=is_main, resume_step=start)
+    best = BestCheckpoint(workdir, config.get("best_metric") or None,
+                          config.get("best_mode", "max"),
+                          async_save=config.get("async_checkpointing", True), warn=warn)
   except BaseException:
     ckpts.close()
     raise
@@ -265,6 +272,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
 
   def save(step, state):
     ckpts.save(step, state, it.get_state(), {"fingerprint": fp, "optim": optim_now})
+
+  def offer_best(step, state, res):
+    if best.offer(step, res, state, it.get_state(), {"fingerprint": fp, "optim": optim_now}) \
+        and is_main:
+      print(f"best {best.metric} {best.value:.4f} at step {step}: saved to "
+            f"{paths.join(workdir, checkpoint.BEST_DIR)}", flush=True)
 
   def handle(step, sums, ex_per_s=None):
     nonlocal last
@@ -322,6 +335,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
         writer.write(step, res)
         if is_main:
           print(evaluation.format_eval(step, res), flush=True)
+        offer_best(step, state, res)
     if pending is not None:
       handle(*pending)
     profile.poll(step, state)
@@ -336,12 +350,15 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       final.update(res)
       if is_main:
         print(evaluation.format_eval(total, res), flush=True)
+      offer_best(total, state, res)
+    best.wait()
     return Run(config=config, workdir=workdir, cfg=cfg, source=source, mesh=mesh,
                state=state, metrics=final, step=total)
   finally:
     profile.stop()
     watch.close()
     writer.close()
+    best.close()
     ckpts.close()
     it.close()
 

@@ -18,7 +18,9 @@ Two layers share the same three rules:
 save/restore of params or a `TrainState`. `RunCheckpoints` is the layout of a
 training run (`workdir/checkpoints/<step>/{state,data,meta}`): saving, and
 restoring newest first, skipping (and moving aside) damaged checkpoints.
-`restore_for_inference(workdir)` loads (model config, eval params) of a run.
+`restore_for_inference(workdir)` loads (model config, eval params) of a run
+(`best=True`: its best checkpoint, `workdir/best/`, kept by the loop when
+`config.best_metric` names an evaluation metric).
 Fingerprints (what a checkpoint must agree with to be resumed) are in
 `recur.fingerprint`.
 """
@@ -38,7 +40,7 @@ from etils import epath
 
 __all__ = ["CheckpointError", "CheckpointDamaged", "save", "restore", "tree_checksums",
            "drop_empty", "refill_empty", "layout_of", "verify", "RunCheckpoints",
-           "RunRestore", "restore_for_inference", "InferenceCheckpoint"]
+           "RunRestore", "restore_for_inference", "InferenceCheckpoint", "BEST_DIR"]
 
 log = logging.getLogger("recur")
 
@@ -360,10 +362,16 @@ def model_fields(meta: dict[str, Any]) -> dict[str, Any]:
   return dict(fp["model"])
 
 
+BEST_DIR = "best"   # workdir/best/<step>: the best checkpoint by config.best_metric
+
+
 def restore_for_inference(workdir, step: int | None = None,
-                          warn: Callable[[str], None] = log.warning) -> InferenceCheckpoint:
+                          warn: Callable[[str], None] = log.warning,
+                          best: bool = False) -> InferenceCheckpoint:
   """(model config, eval params, run config, step) of a run's checkpoint:
-  the given step, else the newest one that restores and verifies."""
+  the given step, else the newest one that restores and verifies. `best`:
+  from `workdir/best/` (the best by the run's `best_metric`) instead of
+  `workdir/checkpoints/`."""
   from recur import models, train  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   cfile = workdir / "config.json"
@@ -371,7 +379,11 @@ def restore_for_inference(workdir, step: int | None = None,
     config = json.loads(cfile.read_text())
   except (OSError, ValueError) as e:
     raise CheckpointError(f"{cfile}: cannot read the run's config: {e}") from e
-  ckpts = RunCheckpoints(workdir / "checkpoints", read_only=True)
+  where = workdir / (BEST_DIR if best else "checkpoints")
+  if best and not where.exists():
+    raise CheckpointError(f"{where}: no best checkpoint (the run keeps one only "
+                          "with --config.best_metric, e.g. eval/exact_accuracy)")
+  ckpts = RunCheckpoints(where, read_only=True)
   try:
     if step is None:
       found = ckpts.restore_newest(warn=warn)
@@ -380,13 +392,12 @@ def restore_for_inference(workdir, step: int | None = None,
       step, state, meta = found.step, found.state, found.meta
     else:
       if step not in ckpts.steps():
-        raise CheckpointError(f"{workdir}/checkpoints: no step {step} "
+        raise CheckpointError(f"{where}: no step {step} "
                               f"(there are {ckpts.steps()})")
       state, _, meta = ckpts.restore(step)
   finally:
     ckpts.close()
-  cfg = models.config_from_dict(model_fields(meta),
-                                where=f"{workdir}/checkpoints/{step} meta")
+  cfg = models.config_from_dict(model_fields(meta), where=f"{where}/{step} meta")
   if isinstance(state, dict):
     state = train.TrainState(*[state[f] for f in train.TrainState._fields])
   params = jax.tree.map(jnp.asarray, train.eval_params(state))
