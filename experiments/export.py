@@ -1,6 +1,6 @@
 """Export a run's weights as a reference (PyTorch) state dict.
 
-    python -m experiments.export --workdir=DIR --out=PATH.pt|PATH.npz [--step=N]
+    python -m experiments.export --workdir=DIR --out=PATH.pt|PATH.npz [--step=N | --best]
 
 Takes the evaluation weights of the latest (or `--step`) checkpoint (the EMA of
 the dense net when the run kept one, plus the puzzle-embedding table and
@@ -32,6 +32,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Run directory.")
   flags.DEFINE_string("out", None, "Output file: .pt or .npz.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.DEFINE_bool("best", False, "The run's best checkpoint (WORKDIR/best, kept "
+                    "with --config.best_metric) instead of the latest.")
   flags.DEFINE_bool(
       "compiled", False,
       "Prefix every name with '_orig_mod.', as a torch.compile'd model saves and "
@@ -53,13 +55,13 @@ def _has_torch() -> bool:
 
 
 def export(workdir: str, out: str, step: int | None = None,
-           compiled: bool = False) -> tuple[str, str]:
+           compiled: bool = False, best: bool = False) -> tuple[str, str]:
   """Writes the state dict and its config sidecar; returns their paths."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from experiments import paths  # pylint: disable=g-import-not-at-top
   from recur import checkpoint, convert  # pylint: disable=g-import-not-at-top
-  cfg, params, config, step = checkpoint.restore_for_inference(workdir, step=step,
-                                                                 where="exporting")
+  cfg, params, config, step = checkpoint.restore_for_inference(
+      workdir, step=step, where="exporting", best=best)
   params = {k: np.asarray(v) if not isinstance(v, dict) else v
             for k, v in params.items()}
   root, ext = os.path.splitext(out)
@@ -87,7 +89,7 @@ def main(argv) -> None:
   del argv
   if not FLAGS.workdir or not FLAGS.out:
     raise app.UsageError("--workdir and --out are required")
-  out, side = export(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.compiled)
+  out, side = export(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.compiled, FLAGS.best)
   print(f"wrote {out} (reference state dict) and {side} (model config)", flush=True)
 
 

@@ -14,7 +14,10 @@
   an exact resume: the train state (params, AdamATan2 state, EMA,
   puzzle-embedding table, ACT carry, RNG, step) and the data iterator position.
   Its fingerprint (`recur.fingerprint`: model, batch, data options, seed, data
-  files' hashes) must match, else the run is refused naming what changed;
+  files' hashes) must match, else the run is refused naming what changed; the
+  device and process counts may change (elastic resume: the state is restored
+  into this mesh's shardings and the puzzle table, padded to a multiple of the
+  device count, is re-padded; the data position is global);
   changed optimizer settings (a lower learning rate after a divergence) are
   allowed and printed. `steps` below the checkpoint's step is refused.
 * Metrics are fetched one step late (the host never waits on the step it just
@@ -25,6 +28,9 @@
   parameters above `max_param_abs` (default 1e6; 0: no limit) stop the run
   naming the step and the last good checkpoint. Every state is checked before it
   is saved, so no checkpoint holds a non-finite or exploded state.
+* Keeps the latest `keep_checkpoints` and, with `best_metric` (e.g.
+  "eval/exact_accuracy", ARC "eval/pass@2"; `best_mode` max or min), the best
+  checkpoint by that evaluation metric in workdir/best/ (`experiments.best`).
 * Writes metrics.jsonl, TensorBoard events, config.json and a progress line
   (process 0 only).
 """
@@ -44,6 +50,7 @@ import ml_collections
 import numpy as np
 
 from experiments import evaluation, paths, preemption
+from experiments.best import BestCheckpoint
 from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import checkpoint, checks, fingerprint, models, sharding, train
@@ -64,9 +71,16 @@ def build_source(config: ml_collections.ConfigDict):
   name = d.pop("name")
   for k in ("eval_batch_size", "eval_max_versions", "eval_max_batches"):
     d.pop(k, None)
+  # `generated=False` (the paper variants): the run needs the published files.
+  generated = d.pop("generated", None)
   d = {k: v for k, v in d.items() if v is not None}
   if not d.get("path"):
     d.pop("path", None)
+    if generated is False:
+      raise RunError(
+          f"this config trains on the published {name} data: pass "
+          "--config.data.path=DIR (train.csv and test.csv, columns source,q,a,rating), "
+          "or --config.data.generated=True to train on the built-in generator instead")
   else:
     d["path"] = paths.local_copy(d["path"])  # gs://... is downloaded once
   return make_source(name, **d)
@@ -214,7 +228,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     saved = dict(meta.get("fingerprint", meta))
     # Checkpoints written before the model kind was spelled `name` say `model`.
     saved["model"] = models.canonical_fields(saved.get("model", {}))
-    diffs = fingerprint.diff(saved, fp)
+    diffs = fingerprint.diff(fingerprint.resume_view(saved), fingerprint.resume_view(fp))
     if diffs:
       raise RunError(
           f"{ckpt_dir} was written by an incompatible config or other data; "
@@ -225,8 +239,19 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       else (lambda m: None)
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, state_sh)
+
+  def target_for(meta):
+    # Elastic resume: the checkpoint's table has the rows its device count
+    # padded to; restore those (replicated) and re-pad below.
+    rows = _saved_table_rows(meta)
+    if rows is None or rows == abstract.puzzle_emb.shape[0]:
+      return target
+    t = abstract.puzzle_emb
+    return target._replace(puzzle_emb=jax.ShapeDtypeStruct(
+        (rows,) + t.shape[1:], t.dtype, sharding=sharding.replicated(mesh)))
+
   try:
-    found = ckpts.restore_newest(target, check_meta, warn=warn)
+    found = ckpts.restore_newest(target_for, check_meta, warn=warn)
   except checkpoint.CheckpointError as e:
     ckpts.close()
     raise RunError(str(e)) from e
@@ -241,6 +266,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
     except (checkpoint.CheckpointError, ValueError) as e:
       ckpts.close()
       raise RunError(f"{ckpt_dir}/{start}: pooled evaluation votes: {e}") from e
+    if state.puzzle_emb.shape != abstract.puzzle_emb.shape:
+      state = state._replace(puzzle_emb=_repad_table(
+          state.puzzle_emb, abstract.puzzle_emb.shape[0], source.info.num_puzzle_identifiers,
+          state_sh.puzzle_emb))
     if total < start:
       ckpts.close()
       raise RunError(
@@ -262,6 +291,9 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
 
   try:
     writer = MetricsWriter(workdir, enabled=is_main, resume_step=start)
+    best = BestCheckpoint(workdir, config.get("best_metric") or None,
+                          config.get("best_mode", "max"),
+                          async_save=config.get("async_checkpointing", True), warn=warn)
   except BaseException:
     ckpts.close()
     raise
@@ -275,6 +307,12 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
   def save(step, state):
     ckpts.save(step, state, it.get_state(), {"fingerprint": fp, "optim": optim_now},
                evaluation=pool.state)
+
+  def offer_best(step, state, res):
+    if best.offer(step, res, state, it.get_state(), {"fingerprint": fp, "optim": optim_now}) \
+        and is_main:
+      print(f"best {best.metric} {best.value:.4f} at step {step}: saved to "
+            f"{paths.join(workdir, checkpoint.BEST_DIR)}", flush=True)
 
   def handle(step, sums, ex_per_s=None):
     nonlocal last
@@ -333,6 +371,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
         writer.write(step, res)
         if is_main:
           print(evaluation.format_eval(step, res), flush=True)
+        offer_best(step, state, res)
       if want_ckpt:
         save(step, state)
     if pending is not None:
@@ -349,14 +388,37 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
       final.update(res)
       if is_main:
         print(evaluation.format_eval(total, res), flush=True)
+      offer_best(total, state, res)
+    best.wait()
     return Run(config=config, workdir=workdir, cfg=cfg, source=source, mesh=mesh,
                state=state, metrics=final, step=total)
   finally:
     profile.stop()
     watch.close()
     writer.close()
+    best.close()
     ckpts.close()
     it.close()
+
+
+def _saved_table_rows(meta) -> int | None:
+  """The puzzle-table rows of a checkpoint (its model config's padded count)."""
+  model = dict(meta.get("fingerprint", meta)).get("model", {})
+  rows = model.get("num_puzzle_identifiers")
+  return None if rows is None else int(rows)
+
+
+def _repad_table(table, rows: int, used: int, out_sharding):
+  """A restored puzzle table cut or zero-padded to `rows` (this mesh's padding).
+  Rows from `used` on are never looked up, so they are zero in any run (the
+  sparse update leaves rows outside the batch bit-for-bit unchanged)."""
+  def fit(t):
+    if t.shape[0] >= rows:
+      return t[:rows]
+    return jnp.pad(t, [(0, rows - t.shape[0])] + [(0, 0)] * (t.ndim - 1))
+  if rows < used:
+    raise RunError(f"puzzle table of {rows} rows cannot hold {used} identifiers")
+  return jax.jit(fit, out_shardings=out_sharding)(table)
 
 
 def json_safe(obj):

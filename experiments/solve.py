@@ -5,7 +5,8 @@
         [--model_config=JSON] --input=PUZZLES.csv --output=preds.json
 
 Model: `--workdir` (latest checkpoint of a run), or `--checkpoint`: a checkpoint
-directory of ours (`WORKDIR/checkpoints[/STEP]`), or a reference PyTorch
+directory of ours (`WORKDIR/checkpoints[/STEP]`, `WORKDIR/best`: the best
+checkpoint by the run's `best_metric`), or a reference PyTorch
 state dict (`.pt`, needs torch) or its `.npz` export (`experiments.export`).
 For a state dict the model config comes from `--model_config` (a JSON string or
 file: ours `{"model": "trm", ...}`, a workdir's `model.json`, or the
@@ -166,16 +167,18 @@ def load_model(workdir: str | None = None, checkpoint: str | None = None,
     return cfg, params, {"data": side.get("data") if isinstance(side, dict) else None,
                          "source": checkpoint}
   step = None
+  best = False   # WORKDIR/best[/STEP]: the run's best checkpoint (experiments.best)
   if checkpoint:
     path = paths.normalize(checkpoint.rstrip("/"))  # a URL stays one
     base = os.path.basename(path)
-    if base.isdigit() and os.path.basename(os.path.dirname(path)) == "checkpoints":
-      workdir, step = os.path.dirname(os.path.dirname(path)), int(base)
-    elif base == "checkpoints":
-      workdir = os.path.dirname(path)
+    parent = os.path.basename(os.path.dirname(path))
+    if base.isdigit() and parent in ("checkpoints", "best"):
+      workdir, step, best = os.path.dirname(os.path.dirname(path)), int(base), parent == "best"
+    elif base in ("checkpoints", "best"):
+      workdir, best = os.path.dirname(path), base == "best"
     else:
       workdir = path
-  cfg, params, config, step = restore_for_inference(workdir, step=step)
+  cfg, params, config, step = restore_for_inference(workdir, step=step, best=best)
   # One device, plain placement: jitted outputs then match their inputs and
   # the fitting loop compiles once.
   params = jax.device_put(params, jax.devices()[0])

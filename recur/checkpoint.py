@@ -21,7 +21,9 @@ restoring newest first, skipping (and moving aside) damaged checkpoints.
 A run may keep a JSON `evaluation` item beside them (the ARC votes pooled over
 every evaluation of the run, as TRM's evaluator keeps them), read back with
 `read_evaluation`.
-`restore_for_inference(workdir)` loads (model config, eval params) of a run.
+`restore_for_inference(workdir)` loads (model config, eval params) of a run
+(`best=True`: its best checkpoint, `workdir/best/`, kept by the loop when
+`config.best_metric` names an evaluation metric).
 Fingerprints (what a checkpoint must agree with to be resumed) are in
 `recur.fingerprint`.
 """
@@ -41,7 +43,7 @@ from etils import epath
 
 __all__ = ["CheckpointError", "CheckpointDamaged", "save", "restore", "tree_checksums",
            "drop_empty", "refill_empty", "layout_of", "verify", "RunCheckpoints",
-           "RunRestore", "restore_for_inference", "InferenceCheckpoint"]
+           "RunRestore", "restore_for_inference", "InferenceCheckpoint", "BEST_DIR"]
 
 log = logging.getLogger("recur")
 
@@ -299,11 +301,15 @@ class RunCheckpoints:
 
   def restore(self, step: int, target=None, check_meta: Callable | None = None):
     """(state, data, meta) of one step; CheckpointDamaged if it does not
-    restore or verify. `check_meta(meta)` may refuse before the arrays load."""
+    restore or verify. `check_meta(meta)` may refuse before the arrays load.
+    `target` may be a function of the meta (the shapes the checkpoint holds may
+    differ from the run's, e.g. a puzzle table padded for another device count)."""
     where = str(self.directory / str(step))
     meta = self.read_meta(step)
     if check_meta is not None:
       check_meta(meta)
+    if callable(target):
+      target = target(meta)
     layout = meta.get("layout", {})
     try:
       arg = ocp.args.StandardRestore(None if target is None else drop_empty(target))
@@ -387,13 +393,18 @@ def model_fields(meta: dict[str, Any]) -> dict[str, Any]:
   return dict(fp["model"])
 
 
+BEST_DIR = "best"   # workdir/best/<step>: the best checkpoint by config.best_metric
+
+
 def restore_for_inference(workdir, step: int | None = None,
                           warn: Callable[[str], None] = log.warning,
-                          where: str = "evaluating") -> InferenceCheckpoint:
+                          where: str = "evaluating",
+                          best: bool = False) -> InferenceCheckpoint:
   """(model config, eval params, run config, step) of a run's checkpoint:
-  the given step, else the newest one that restores and verifies. EMA weights
-  younger than their horizon warn once (`recur.train.eval_params`; `where`
-  says what they are for)."""
+  the given step, else the newest one that restores and verifies. `best`:
+  from `workdir/best/` (the best by the run's `best_metric`) instead of
+  `workdir/checkpoints/`. EMA weights younger than their horizon warn once
+  (`recur.train.eval_params`; `where` says what they are for)."""
   from recur import models, train  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   cfile = workdir / "config.json"
@@ -401,7 +412,11 @@ def restore_for_inference(workdir, step: int | None = None,
     config = json.loads(cfile.read_text())
   except (OSError, ValueError) as e:
     raise CheckpointError(f"{cfile}: cannot read the run's config: {e}") from e
-  ckpts = RunCheckpoints(workdir / "checkpoints", read_only=True)
+  ckpt_dir = workdir / (BEST_DIR if best else "checkpoints")
+  if best and not ckpt_dir.exists():
+    raise CheckpointError(f"{ckpt_dir}: no best checkpoint (the run keeps one only "
+                          "with --config.best_metric, e.g. eval/exact_accuracy)")
+  ckpts = RunCheckpoints(ckpt_dir, read_only=True)
   try:
     if step is None:
       found = ckpts.restore_newest(warn=warn)
@@ -410,13 +425,12 @@ def restore_for_inference(workdir, step: int | None = None,
       step, state, meta = found.step, found.state, found.meta
     else:
       if step not in ckpts.steps():
-        raise CheckpointError(f"{workdir}/checkpoints: no step {step} "
+        raise CheckpointError(f"{ckpt_dir}: no step {step} "
                               f"(there are {ckpts.steps()})")
       state, _, meta = ckpts.restore(step)
   finally:
     ckpts.close()
-  cfg = models.config_from_dict(model_fields(meta),
-                                where=f"{workdir}/checkpoints/{step} meta")
+  cfg = models.config_from_dict(model_fields(meta), where=f"{ckpt_dir}/{step} meta")
   if isinstance(state, dict):
     state = train.TrainState(*[state[f] for f in train.TrainState._fields])
   rate = (config.get("optim") or {}).get("ema_rate", train.OptimConfig.ema_rate)

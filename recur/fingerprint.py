@@ -12,7 +12,12 @@ A run's fingerprint (saved in every checkpoint's meta and as model.json):
   of three 1 MiB samples, start/middle/end, so startup stays fast); "source":
   the source's own `describe()` (counts, statistics).
 
-`diff(saved, now)` lists differing fields. A field the checkpoint does not
+`diff(saved, now)` lists differing fields. `resume_view(fp)` is what a resume
+compares: the model's `num_puzzle_identifiers` is left out, because it is the
+puzzle table's row count padded to a multiple of the device count (for row
+sharding) and so changes with the slice size; the real count is compared as
+`data.num_puzzle_identifiers`, and the loop re-pads the restored table
+(elastic resume: 8 devices -> 4 -> 1, 2 processes -> 1). A field the checkpoint does not
 record (written by an older version) is not a difference, so older
 checkpoints still resume; `describe()` entries are compared only where both
 sides have them (a source may add statistics). The optimizer settings are not
@@ -28,12 +33,13 @@ from typing import Any
 
 from etils import epath
 
-__all__ = ["run_fingerprint", "data_files", "diff", "optim_changes"]
+__all__ = ["run_fingerprint", "data_files", "diff", "resume_view", "optim_changes"]
 
 _SAMPLE = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20
 _EXECUTION_ONLY = ("unroll", "remat", "attention_impl")
-_NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path")
+_NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path",
+             "generated")
 
 
 def _jsonable(obj):
@@ -99,6 +105,14 @@ def run_fingerprint(cfg, global_batch_size: int, source, data_options: dict[str,
                "options": {k: v for k, v in data_options.items() if k not in _NOT_DATA},
                "files": data_files(data_options.get("path")),
                "source": describe}})
+
+
+def resume_view(fp: dict[str, Any]) -> dict[str, Any]:
+  """The fingerprint minus what depends on the device count (see module doc)."""
+  out = dict(fp)
+  if isinstance(out.get("model"), dict):
+    out["model"] = {k: v for k, v in out["model"].items() if k != "num_puzzle_identifiers"}
+  return out
 
 
 def diff(saved: dict, now: dict, prefix: str = "") -> list[str]:

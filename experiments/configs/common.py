@@ -22,7 +22,9 @@ def base() -> ml_collections.ConfigDict:
   c.eval_every = 0             # steps; 0 = only at the end
   c.eval_at_end = True
   c.checkpoint_every = 1000
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3        # the latest N in workdir/checkpoints/
+  c.best_metric = ""           # e.g. "eval/exact_accuracy", "eval/pass@2": best in workdir/best/
+  c.best_mode = "max"          # or "min"
   c.async_checkpointing = True
   c.table_sharding = "replicated"   # or "rows": puzzle table split over devices
   c.prefetch = 2

@@ -7,9 +7,10 @@ Variants:
   paper: TRM-Att (7M), H3 L4, 1000 train mazes, no augmentation (the
          reference builder's default; `--config.data.augment=True` gives the 8
          dihedral versions, see docs/data.md "Maze augmentation"), batch
-         768, 50k epochs, lr 1e-4, wd 1.0. `--config.data.path=DIR` reads the
-         public Maze-Hard CSVs; by default the built-in generator makes 30x30
-         mazes with shortest path > 110. Expected exact accuracy 85.3 (paper),
+         768, 50k epochs, lr 1e-4, wd 1.0. Needs `--config.data.path=DIR`
+         (the public Maze-Hard CSVs, train.csv and test.csv); without it the
+         run stops and says so, `--config.data.generated=True` makes 30x30
+         mazes with shortest path > 110 with the built-in generator instead. Expected exact accuracy 85.3 (paper),
          83.7 (reruns).
   demo:  6x6 mazes, ~3 minutes on 2 CPU cores (eval exact accuracy ~0.4).
   smoke: seconds on a CPU, for tests.
@@ -29,12 +30,14 @@ def get_config(variant: str = "demo"):
       # Off as in the reference's build_maze_dataset.py (`aug: bool = False`;
       # its README runs it without --aug although the comment says "8 augments").
       min_path_length=111, augment=False, seed=0, eval_batch_size=0,
+      generated=True,   # False: `path` is required (the paper variant)
       eval_max_batches=common.placeholder(int)))
   if variant == "paper":
     c.epochs = 50_000
     c.epochs_per_block = 5_000   # README: eval_interval=5000 -> 65,100 steps
     c.eval_every = 50_000
     c.checkpoint_every = 5_000
+    c.data.generated = False
   elif variant == "demo":
     # 6x6 mazes, shortest path >= 6 moves. Measured on 2 shared CPU cores:
     # 2m51s; eval exact accuracy 0.41 (0.10 after step 1, 0.44 after step 3),

@@ -7,7 +7,9 @@ Variants:
   paper: TRM-MLP (5M params, mlp_t, no position encoding, H3 L6), 1000 training
          puzzles x 1000 augmentations, batch 768, 50k epochs, lr 1e-4, wd 1.0.
          Needs the Sudoku-Extreme CSVs: --config.data.path=DIR (train.csv,
-         test.csv; columns source,q,a,rating). Expected exact accuracy 87.4
+         test.csv; columns source,q,a,rating; without it the run stops
+         and says so, `--config.data.generated=True` trains on the built-in
+         generator instead). Expected exact accuracy 87.4
          (paper), 75-87 (reruns); < 36 h on one L40S in the paper.
   paper_att: TRM-Att on the same data (74.7 in the paper).
   builtin: paper model on the built-in generator's 9x9 puzzles (offline).
@@ -28,12 +30,15 @@ def get_config(variant: str = "demo"):
   c.data = ml_collections.ConfigDict(dict(
       name="sudoku", path="", box=(3, 3), num_train=1000, num_test=1000,
       num_aug=1000, num_blanks=common.placeholder(int), min_rating=0, seed=0,
+      # False: no built-in generator, `path` is required (paper variants).
+      generated=True,
       eval_batch_size=0, eval_max_batches=common.placeholder(int)))
   if variant in ("paper", "paper_att", "builtin"):
     c.epochs = 50_000
     c.epochs_per_block = 5_000   # README: eval_interval=5000 -> 65,100 steps
     c.eval_every = 50_000
     c.checkpoint_every = 5_000
+    c.data.generated = variant == "builtin"
     if variant == "paper_att":
       c.model.update(mlp_t=False, pos_encodings="rope", H_cycles=3, L_cycles=6)
     if variant == "builtin":

@@ -15,9 +15,16 @@ from recur.puzzles.maze.evaluate import MazeEvaluator, decode_answer
 from recur.puzzles.maze.source import MazeSource
 
 
+# Options of the built-in generator that mean nothing for files (the test file
+# is read whole; its mazes have the path lengths they have). A config carries
+# them for both ways of making data, so they are dropped with a `path`.
+_GENERATOR_ONLY = ("num_test", "min_path_length", "extra_openings", "cache_dir")
+
+
 def _source(**kwargs: Any) -> MazeSource:
   """From CSV files when `path` is given, else generated."""
   if "path" in kwargs:
+    kwargs = {k: v for k, v in kwargs.items() if k not in _GENERATOR_ONLY}
     return MazeSource.from_csv(**kwargs)
   return MazeSource.generated(**kwargs)
 

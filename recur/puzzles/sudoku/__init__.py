@@ -17,9 +17,21 @@ from recur.puzzles.sudoku.evaluate import SudokuEvaluator, decode_answer
 from recur.puzzles.sudoku.source import SudokuSource
 
 
+# Options of the built-in generator that mean nothing for files (the test file
+# is read whole; its puzzles have their own blanks). A config carries them for
+# both ways of making data, so they are dropped, not refused, with a `path`.
+_GENERATOR_ONLY = ("num_test", "num_blanks", "cache_dir")
+
+
 def _source(**kwargs: Any) -> SudokuSource:
-  """From CSV files when `path` is given, else generated."""
+  """From CSV files when `path` is given, else generated. With files,
+  `min_rating` keeps rows whose `rating` column is >= it (the reference's
+  `min_difficulty`; 0 keeps every row)."""
   if "path" in kwargs:
+    kwargs = {k: v for k, v in kwargs.items() if k not in _GENERATOR_ONLY}
+    min_rating = kwargs.pop("min_rating", None)
+    if min_rating and "min_difficulty" not in kwargs:
+      kwargs["min_difficulty"] = int(min_rating)
     return SudokuSource.from_csv(**kwargs)
   return SudokuSource.generated(**kwargs)
 
