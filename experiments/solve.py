@@ -1,4 +1,5 @@
-"""Solve puzzles with a trained model, with test-time compute knobs.
+"""Solve puzzles with a trained model: the command line (flags, loading the
+model, dispatch by the puzzle registry, outputs) of `recur.inference`.
 
     python -m experiments.solve --workdir=DIR --input=TASK.json|DIR --output=preds.json
     python -m experiments.solve --checkpoint=PATH.npz|PATH.pt|CKPT_DIR \
@@ -45,9 +46,6 @@ Test-time compute knobs (each reported per setting when labels exist):
                       wins (arXiv 2605.19943).
   --versions=V        ARC: augmented versions voted over (pass@1/2 reported for
                       1, 2, 4, ..., V versions).
-
-The knobs themselves are `recur.inference`; this file is the command line:
-flags, loading the model, dispatch by the puzzle registry, writing outputs.
 """
 from __future__ import annotations
 
@@ -64,8 +62,7 @@ import numpy as np
 
 from recur import convert, inference, models
 from recur.checkpoint import restore_for_inference
-from experiments import paths
-from experiments.paths import write_json_atomic  # a URL (gs://...) too
+from experiments import paths  # every path may be a URL (gs://...)
 from recur.puzzles import registry
 
 FLAGS = flags.FLAGS
@@ -277,9 +274,9 @@ def main(argv) -> None:
         fit_lr=FLAGS.fit_lr, fit_batch_size=FLAGS.fit_batch_size,
         finetune_all_steps=FLAGS.finetune_all_steps, finetune_lr=FLAGS.finetune_lr,
         log=lambda line: print(line, flush=True), skip_bad=FLAGS.skip_bad, **knobs)
-    write_json_atomic(FLAGS.output, sub)
+    paths.write_json_atomic(FLAGS.output, sub)
     side = os.path.splitext(FLAGS.output)[0] + "_details.json"
-    write_json_atomic(side, details)
+    paths.write_json_atomic(side, details)
     print(f"wrote {FLAGS.output} ({len(sub)} task(s), {family.name} submission "
           f"format) and {side} in {time.time() - t0:.1f}s", flush=True)
     _print_tasks(details)
@@ -289,7 +286,7 @@ def main(argv) -> None:
   box = tuple(int(b) for b in FLAGS.box) if FLAGS.box else data.get("box")
   res = inference.solve_puzzle_file(cfg, params, input_path, family, options={
       "box": box, "skip_bad": FLAGS.skip_bad}, **knobs)
-  write_json_atomic(FLAGS.output, res)
+  paths.write_json_atomic(FLAGS.output, res)
   bad = f", {len(res['rejected'])} invalid left out" if res.get("rejected") else ""
   print(f"wrote {FLAGS.output} ({res['count']} puzzles{bad}) in "
         f"{time.time() - t0:.1f}s", flush=True)
