@@ -333,14 +333,36 @@ def plot(run: dict, out: str, png: str, smooth: int = 50) -> str:
   return png
 
 
+def parting_step(out: str, seed: int, rel: float = 1e-3) -> int | None:
+  """First step (1-based) where the two runs' train lm_loss differ by more than
+  `rel` relative; None if they never do."""
+  with np.load(_path(out, f"reference_seed{seed}.npz")) as a, \
+       np.load(_path(out, f"recur_seed{seed}.npz")) as b:
+    x, y = a["train/lm_loss"], b["train/lm_loss"]
+  n = min(len(x), len(y))
+  far = np.abs(x[:n] - y[:n]) > rel * np.abs(x[:n])
+  return int(np.argmax(far)) + 1 if far.any() else None
+
+
 def table(run: dict, out: str) -> str:
   s = summarise(run, out)
-  lines = ["| | " + " | ".join(f"seed {k}" for k in run["seeds"]) + " | mean | range |",
-           "|---|" + "---|" * (len(run["seeds"]) + 2)]
+  lines = ["| held-out exact accuracy | " + " | ".join(f"seed {k}" for k in run["seeds"])
+           + " | mean | range |", "|---|" + "---|" * (len(run["seeds"]) + 2)]
   for impl in ("reference", "recur"):
     r = s[impl]
     lines.append(f"| {impl} | " + " | ".join(f"{v:.3f}" for v in r["final"])
                  + f" | {r['mean']:.3f} | {r['min']:.3f}-{r['max']:.3f} |")
+  for impl in ("reference", "recur"):
+    tail = []
+    for k in run["seeds"]:
+      with np.load(_path(out, f"{impl}_seed{k}.npz")) as z:
+        tail.append(float(np.mean(z["train/lm_loss"][-100:])))
+    lines.append(f"| {impl}: train lm_loss, mean of the last 100 steps | "
+                 + " | ".join(f"{v:.4f}" for v in tail)
+                 + f" | {np.mean(tail):.4f} | {min(tail):.4f}-{max(tail):.4f} |")
+  parts = [parting_step(out, k) for k in run["seeds"]]
+  lines.append("| first step with train lm_loss apart by > 1e-3 relative | "
+               + " | ".join("never" if p is None else str(p) for p in parts) + " | | |")
   return "\n".join(lines)
 
 
