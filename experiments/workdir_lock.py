@@ -47,6 +47,8 @@ from typing import Any
 
 from etils import epath
 
+from recur import files
+
 __all__ = ["WorkdirLock", "LockHeld", "PEER_LOST_EXIT"]
 
 PEER_LOST_EXIT = 75   # EX_TEMPFAIL: restart the same command to resume
@@ -107,12 +109,9 @@ def _create_new(path: epath.Path, text: str) -> bool:
 
 
 def _replace(path: epath.Path, text: str) -> None:
-  tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}"
-  tmp.write_text(text)
-  if _is_local(path):
-    os.replace(str(tmp), str(path))
-  else:
-    tmp.rename(path)
+  # A temp file + rename on a disk; one whole-object upload on a store (which
+  # has no rename that replaces: gcsfs refuses an existing target).
+  files.write_bytes_atomic(os.fspath(path), text.encode("utf-8"))
 
 
 class WorkdirLock:
