@@ -75,8 +75,7 @@ def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
   if puzzle_emb is None and cfg.prefix_len:
     puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
   x = embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
-  lc, rope = cfg.layer_config, rope_for(cfg)
-  return net, x, lambda p, h, inj: layers.apply_stack(p, h, inj, lc, rope)
+  return net, x, layers.level_fn(cfg.layer_config, rope_for(cfg), cfg.dtype)
 
 
 def rope_for(cfg: ModelConfig):

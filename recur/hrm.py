@@ -51,8 +51,8 @@ class HRMConfig(ModelConfig):
 def init(key: jax.Array, cfg: HRMConfig) -> Params:
   k_io, k_h, k_l = jax.random.split(key, 3)
   net, buffers = embed.init_io(k_io, cfg)
-  net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
-  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  net["H_level"] = layers.init_stack(k_h, cfg.layer_config, cfg.H_layers)
+  net["L_level"] = layers.init_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 

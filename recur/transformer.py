@@ -50,7 +50,7 @@ class TransformerConfig(ModelConfig):
 def init(key: jax.Array, cfg: TransformerConfig) -> Params:
   k_io, k_h = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
-  net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
+  net["H_level"] = layers.init_stack(k_h, cfg.layer_config, cfg.H_layers)
   buffers["L_init"] = jnp.zeros_like(buffers["L_init"])  # no z_L in this model
   return {"net": net, **buffers}
 

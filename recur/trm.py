@@ -56,7 +56,7 @@ class TRMConfig(ModelConfig):
 def init(key: jax.Array, cfg: TRMConfig) -> Params:
   k_io, k_l = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
-  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  net["L_level"] = layers.init_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 

@@ -88,8 +88,7 @@ def test_gradient_equals_manual_tail_only():
   def loss_manual(net):
     p = {**params, "net": net}
     x = core.embed_inputs(cfg, net, b["inputs"], params["puzzle_emb"][b["puzzle_identifiers"]])
-    lc = cfg.layer_config
-    f = lambda st, h, inj: layers.apply_stack(st, h, inj, lc, core.rope_for(cfg))
+    f = layers.level_fn(cfg.layer_config, core.rope_for(cfg), cfg.dtype)
     sg = jax.lax.stop_gradient
     zh, zl = inner
     for _ in range(cfg.H_cycles - 1):
