@@ -348,7 +348,9 @@ class ReasoningModule(nn.Module):
   def setup(self):
     stack = nn.scan(_ScanBlock, variable_axes={"params": 0},
                     split_rngs={"params": True}, in_axes=nn.broadcast,
-                    length=self.num_layers, unroll=self.num_layers)
+                    # unroll >= 2: a scan of length 1 with unroll 1 would
+                    # still lower to a one-trip while loop.
+                    length=self.num_layers, unroll=max(self.num_layers, 2))
     self.layers = stack(self.config, dtype=self.dtype,
                         param_dtype=self.param_dtype)
     nn.share_scope(self, self.layers)
@@ -363,7 +365,8 @@ def init_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
   """A reasoning module's weights on the reference's schedule (block i from
   `split(key, num_layers)[i]`): the layout of `ReasoningModule`'s "params"."""
   h = jax.ShapeDtypeStruct((1, cfg.seq_len, cfg.hidden_size), jnp.float32)
-  blocks = [Block(cfg, init_key=k).lazy_init({}, h)["params"]
+  # Flax wants a "params" rng for every param; the keyed initializers ignore it.
+  blocks = [Block(cfg, init_key=k).lazy_init({"params": k}, h)["params"]
             for k in jax.random.split(key, num_layers)]
   return jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
 
