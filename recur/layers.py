@@ -366,7 +366,9 @@ def init_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
   `split(key, num_layers)[i]`): the layout of `ReasoningModule`'s "params"."""
   h = jax.ShapeDtypeStruct((1, cfg.seq_len, cfg.hidden_size), jnp.float32)
   # Flax wants a "params" rng for every param; the keyed initializers ignore it.
-  blocks = [Block(cfg, init_key=k).lazy_init({"params": k}, h)["params"]
+  # parent=None: a standalone module even when called inside another module's
+  # method (recur.flax), which Linen would otherwise make its parent.
+  blocks = [Block(cfg, init_key=k, parent=None).lazy_init({"params": k}, h)["params"]
             for k in jax.random.split(key, num_layers)]
   return jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
 
@@ -377,7 +379,7 @@ def level_fn(cfg: LayerConfig, rope: tuple[Array, Array] | None, dtype=None
   recursion (`recur.recursion.recurse`) calls."""
   def level(stack: Params, h_BSD: Array, injection_BSD: Array) -> Array:
     n = jax.tree.leaves(stack)[0].shape[0]
-    module = ReasoningModule(cfg, num_layers=n, dtype=dtype)
+    module = ReasoningModule(cfg, num_layers=n, dtype=dtype, parent=None)
     return module.apply({"params": stack}, h_BSD, injection_BSD, rope)
   return level
 

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax
 
 from recur import act, core
-from recur.baseline import TransformerConfig
+from recur.transformer import TransformerConfig
 from recur.hrm import HRMConfig
 from recur.trm import TRMConfig
 
