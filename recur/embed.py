@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -91,4 +92,6 @@ def output_heads(cfg: ModelConfig, net: Params, z_H: Array) -> SegmentOutput:
                       net["lm_head"].astype(z_H.dtype),
                       preferred_element_type=jnp.float32)
   q = z_H[:, 0].astype(jnp.float32) @ net["q_head"]["kernel"] + net["q_head"]["bias"]
+  chex.assert_type([logits, q], jnp.float32)
+  chex.assert_shape(q, (z_H.shape[0], 2))
   return SegmentOutput(logits=logits, q_logits=q)

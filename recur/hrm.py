@@ -12,7 +12,8 @@ from typing import Any
 import jax
 
 from recur import embed, layers, recursion
-from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
+from recur.config import (InnerCarry, LayerCalls, ModelConfig, SegmentOutput,
+                          check_batch, check_inner)
 
 __all__ = ["HRMConfig", "init", "segment"]
 
@@ -59,6 +60,7 @@ def init(key: jax.Array, cfg: HRMConfig) -> Params:
 def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: HRMConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
+  check_inner(cfg, inner, check_batch(cfg, batch))
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   out = recursion.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
   heads = embed.output_heads(cfg, net, out.z_H)

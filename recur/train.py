@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from recur import act, optim
-from recur.config import ModelConfig
+from recur.config import ModelConfig, check_batch
 
 __all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
            "train_step", "eval_step", "eval_params", "model_params",
@@ -111,6 +111,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *,
                cfg: ModelConfig, oc: OptimConfig
                ) -> tuple[TrainState, dict[str, Array]]:
   """One supervision segment + optimizer update. Pure; jit with donation."""
+  check_batch(cfg, batch)
   params = model_params(state, ema=False)
   carry = act.refill(params, state.carry, batch)
   ids = carry.current_data["puzzle_identifiers"]

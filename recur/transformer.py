@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from recur import embed, layers
-from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
+from recur.config import (InnerCarry, LayerCalls, ModelConfig, SegmentOutput,
+                          check_batch, check_inner)
 
 __all__ = ["TransformerConfig", "init", "segment"]
 
@@ -58,6 +59,7 @@ def init(key: jax.Array, cfg: TransformerConfig) -> Params:
 def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: TransformerConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
+  check_inner(cfg, inner, check_batch(cfg, batch))
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   z_H = level(net["H_level"], inner.z_H, x)
   heads = embed.output_heads(cfg, net, z_H)
