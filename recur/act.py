@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
 from recur import checks, losses
-from recur.config import InnerCarry, ModelConfig
+from recur.config import InnerCarry, ModelConfig, check_batch
 
 __all__ = ["ActCarry", "empty_carry", "refill", "advance", "act_step",
            "supervised_loss", "lookup_rows", "rollout", "eval_rollout"]
@@ -109,6 +110,7 @@ def act_step(cfg: ModelConfig, params: Params, carry: ActCarry,
              ) -> tuple[ActCarry, dict[str, Array]]:
   """`refill` then `advance`, puzzle-embedding rows looked up from params."""
   checks.check_batch(cfg, batch, "act_step", rows=carry.halted.shape[0])
+  chex.assert_shape(carry.steps, (check_batch(cfg, batch),))
   return advance(cfg, params, refill(params, carry, batch), key, train=train)
 
 

@@ -30,13 +30,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
 from recur import layers
 
 __all__ = ["ModelConfig", "InnerCarry", "SegmentOutput", "LayerCalls",
-           "POS_ENCODINGS", "GRAD_MODES", "HALT_RULES"]
+           "POS_ENCODINGS", "GRAD_MODES", "HALT_RULES", "check_batch",
+           "check_inner"]
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -175,3 +177,33 @@ class ModelConfig:
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)
+
+
+# -- boundary checks ----------------------------------------------------------
+# chex assertions on static shapes/dtypes: they run while jax traces (once per
+# compilation) and leave nothing in the compiled program.
+
+
+def check_batch(cfg: ModelConfig, batch: dict) -> int:
+  """Checks a batch against `cfg` (inputs [B, seq_len] integer ids; labels
+  like inputs; puzzle_identifiers [B]); returns B."""
+  inputs = batch["inputs"]
+  chex.assert_rank(inputs, 2)
+  b = inputs.shape[0]
+  chex.assert_shape(inputs, (b, cfg.seq_len))
+  chex.assert_type(inputs, int)
+  if "labels" in batch:
+    chex.assert_shape(batch["labels"], (b, cfg.seq_len))
+    chex.assert_type(batch["labels"], int)
+  if cfg.prefix_len:
+    chex.assert_shape(batch["puzzle_identifiers"], (b,))
+    chex.assert_type(batch["puzzle_identifiers"], int)
+  return b
+
+
+def check_inner(cfg: ModelConfig, inner: InnerCarry, batch_size: int) -> None:
+  """Checks the latents: z_H [B, S, D], z_L [B, S or 0, D], floating."""
+  s, d = cfg.full_seq_len, cfg.hidden_size
+  chex.assert_shape(inner.z_H, (batch_size, s, d))
+  chex.assert_shape(inner.z_L, (batch_size, None, d))
+  chex.assert_type([inner.z_H, inner.z_L], float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -80,8 +81,7 @@ def segment_inputs(params: Params, batch: dict, cfg: ModelConfig,
   if puzzle_emb is None and cfg.prefix_len:
     puzzle_emb = jnp.take(params["puzzle_emb"], batch["puzzle_identifiers"], axis=0)
   x = embed_inputs(cfg, net, batch["inputs"], puzzle_emb)
-  lc, rope = cfg.layer_config, rope_for(cfg)
-  return net, x, lambda p, h, inj: layers.apply_stack(p, h, inj, lc, rope)
+  return net, x, layers.level_fn(cfg.layer_config, rope_for(cfg), cfg.dtype)
 
 
 def rope_for(cfg: ModelConfig):
@@ -99,4 +99,6 @@ def output_heads(cfg: ModelConfig, net: Params, z_H: Array) -> SegmentOutput:
                       net["lm_head"].astype(z_H.dtype),
                       preferred_element_type=jnp.float32)
   q = z_H[:, 0].astype(jnp.float32) @ net["q_head"]["kernel"] + net["q_head"]["bias"]
+  chex.assert_type([logits, q], jnp.float32)
+  chex.assert_shape(q, (z_H.shape[0], 2))
   return SegmentOutput(logits=logits, q_logits=q)

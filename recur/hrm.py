@@ -12,7 +12,8 @@ from typing import Any
 import jax
 
 from recur import embed, layers, recursion
-from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
+from recur.config import (InnerCarry, LayerCalls, ModelConfig, SegmentOutput,
+                          check_batch, check_inner)
 
 __all__ = ["HRMConfig", "init", "segment"]
 
@@ -54,8 +55,8 @@ def init(key: jax.Array, cfg: HRMConfig) -> Params:
   [num_puzzle_identifiers, P]}."""
   k_io, k_h, k_l = jax.random.split(key, 3)
   net, buffers = embed.init_io(k_io, cfg)
-  net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
-  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  net["H_level"] = layers.init_stack(k_h, cfg.layer_config, cfg.H_layers)
+  net["L_level"] = layers.init_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 
@@ -65,6 +66,7 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
   """One HRM supervision segment: z_L and z_H ([B, S, D], cfg.dtype) run the H/L
   cycles (one-step gradient); returns the stop_gradient'ed carry and the heads
   (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
+  check_inner(cfg, inner, check_batch(cfg, batch))
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   out = recursion.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
   heads = embed.output_heads(cfg, net, out.z_H)

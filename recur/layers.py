@@ -1,4 +1,4 @@
-"""Layers of HRM/TRM as pure functions over parameter arrays.
+"""Layers of HRM/TRM: Flax Linen modules over small pure helpers.
 
 Everything here matches the PyTorch reference (models/layers.py of the public
 HRM/TRM code) operation for operation:
@@ -10,8 +10,13 @@ HRM/TRM code) operation for operation:
   rotate-half RoPE, and TRM-MLP's token-mixing SwiGLU across the sequence axis,
 * truncated-normal init with the std correction of `jax.random.truncated_normal`.
 
-Parameters are float32; every matmul casts its weight to the compute dtype of its
-input (bf16 by default), like the reference's `CastedLinear`.
+The modules (`Attention`, `SwiGLU`, `TokenMixingMLP`, `Block`,
+`ReasoningModule`) keep float32 parameters (`param_dtype`) and cast each weight
+to the compute `dtype` (bf16 by default) like the reference's `CastedLinear`.
+The recursion over them stays a pure function (`recur.recursion`) that calls
+`ReasoningModule.apply` as its `level` (`level_fn`); the pure helpers here
+(RMSNorm with its own VJP, the embedding lookup, RoPE tables) are what the
+modules call.
 
 Shape suffixes: B batch, S sequence (puzzle prefix included), D hidden, N heads,
 K head dim, I SwiGLU inner width, V vocabulary, P puzzle-embedding width.
@@ -21,8 +26,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,10 +36,10 @@ import numpy as np
 from recur import attention as attention_lib
 
 __all__ = [
-    "LayerConfig", "swiglu_width", "trunc_normal", "rms_norm", "embedding_lookup",
-    "rope_tables",
-    "apply_rope", "attention", "swiglu", "block", "init_block_stack",
-    "apply_stack",
+    "LayerConfig", "swiglu_width", "trunc_normal", "fan_in_trunc_normal",
+    "rms_norm", "embedding_lookup", "rope_tables", "apply_rope", "Attention",
+    "SwiGLU", "TokenMixingMLP", "Block", "ReasoningModule", "init_stack",
+    "level_fn", "num_params",
 ]
 
 Array = jax.Array
@@ -166,92 +172,217 @@ def _rotate_half(x: Array) -> Array:
 
 
 def apply_rope(x_BSNK: Array, cos_SK: Array, sin_SK: Array) -> Array:
-  """Rotary position embedding of `x_BSNK` [B, S, N, K] with tables cos/sin [S,
-  K]; computed in the tables' dtype, returned in x's dtype."""
   dtype = x_BSNK.dtype
   x = x_BSNK.astype(cos_SK.dtype)
   out = x * cos_SK[:, None, :] + _rotate_half(x) * sin_SK[:, None, :]
   return out.astype(dtype)
 
 
+# -- Flax modules ---------------------------------------------------------------
+#
+# Each module declares its weights with `param_dtype` (float32) and computes in
+# `dtype` (None: the input's dtype), casting weights and input like the
+# reference's CastedLinear. Weight names are those of the checkpoints: a block's
+# submodules share its scope (`nn.share_scope`), so a block's variables are the
+# flat {"qkv", "o", "gate_up", "down"} (TRM-MLP: "mlp_t_gate_up", "mlp_t_down"
+# instead of "qkv", "o"), and a reasoning module's are the same names stacked
+# on a leading layer axis (`nn.scan` with variable_axes {"params": 0}).
+
+Initializer = Callable[..., Array]
+
+
+def fan_in_trunc_normal(key: Array, shape, dtype=jnp.float32) -> Array:
+  """The reference's weight init: truncated normal, std 1/sqrt(shape[0])."""
+  return trunc_normal(key, shape, 1 / math.sqrt(shape[0])).astype(dtype)
+
+
+def _keyed(key: Array) -> Initializer:
+  """`fan_in_trunc_normal` on a fixed key (the rng Flax hands in is unused)."""
+  return lambda _rng, shape, dtype=jnp.float32: fan_in_trunc_normal(key, shape,
+                                                                    dtype)
+
+
+def _compute_dtype(dtype, x: Array):
+  return x.dtype if dtype is None else jnp.dtype(dtype)
+
+
 def _dense(x: Array, w: Array) -> Array:
   return jnp.einsum("...i,io->...o", x, w.astype(x.dtype))
 
 
-def attention(x_BSD: Array, qkv_DX: Array, o_XD: Array, cfg: LayerConfig,
-              rope: tuple[Array, Array] | None) -> Array:
-  """Non-causal MHA; qkv fused as [q heads | k heads | v heads] on the output."""
-  b, s, _ = x_BSD.shape
-  n, k = cfg.num_heads, cfg.head_dim
-  qkv = _dense(x_BSD, qkv_DX).reshape(b, s, 3 * n, k)
-  q, key, v = qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:]
-  if rope is not None:
-    q = apply_rope(q, *rope)
-    key = apply_rope(key, *rope)
-  impl = attention_lib.resolve_impl(cfg.attention_impl, dtype=q.dtype,
-                                    head_dim=k)
-  out = attention_lib.dot_product_attention(q, key, v, impl)
-  return _dense(out.reshape(b, s, n * k), o_XD)
+class Attention(nn.Module):
+  """Non-causal MHA with rotate-half RoPE; `qkv` [D, 3NK] fused as
+  [q heads | k heads | v heads], `o` [NK, D]. The kernel is chosen per
+  platform (`recur.attention.resolve_impl`)."""
+  num_heads: int
+  head_dim: int
+  attention_impl: str | None = None
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  qkv_init: Initializer = fan_in_trunc_normal
+  o_init: Initializer = fan_in_trunc_normal
+
+  @nn.compact
+  def __call__(self, x_BSD: Array, rope: tuple[Array, Array] | None = None
+               ) -> Array:
+    x_BSD = x_BSD.astype(_compute_dtype(self.dtype, x_BSD))
+    b, s, d = x_BSD.shape
+    n, k = self.num_heads, self.head_dim
+    w_qkv = self.param("qkv", self.qkv_init, (d, 3 * n * k), self.param_dtype)
+    w_o = self.param("o", self.o_init, (n * k, d), self.param_dtype)
+    qkv = _dense(x_BSD, w_qkv).reshape(b, s, 3 * n, k)
+    q, key, v = qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:]
+    if rope is not None:
+      q = apply_rope(q, *rope)
+      key = apply_rope(key, *rope)
+    impl = attention_lib.resolve_impl(self.attention_impl, dtype=q.dtype,
+                                      head_dim=k)
+    out = attention_lib.dot_product_attention(q, key, v, impl)
+    return _dense(out.reshape(b, s, n * k), w_o)
 
 
-def swiglu(x: Array, gate_up: Array, down: Array) -> Array:
-  """SwiGLU MLP: `x` [..., D] @ `gate_up` [D, 2F] -> silu(gate) * up [..., F] @
-  `down` [F, D] -> [..., D], in x's dtype."""
-  gate, up = jnp.split(_dense(x, gate_up), 2, axis=-1)
-  return _dense(jax.nn.silu(gate) * up, down)
+class SwiGLU(nn.Module):
+  """Channel SwiGLU: `gate_up` [D, 2I] (gate first), `down` [I, D],
+  I = swiglu_width(D, expansion)."""
+  expansion: float
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  gate_up_init: Initializer = fan_in_trunc_normal
+  down_init: Initializer = fan_in_trunc_normal
+
+  @nn.compact
+  def __call__(self, x_BSD: Array) -> Array:
+    x_BSD = x_BSD.astype(_compute_dtype(self.dtype, x_BSD))
+    d = x_BSD.shape[-1]
+    inner = swiglu_width(d, self.expansion)
+    w_gate_up = self.param("gate_up", self.gate_up_init, (d, 2 * inner),
+                           self.param_dtype)
+    w_down = self.param("down", self.down_init, (inner, d), self.param_dtype)
+    gate, up = jnp.split(_dense(x_BSD, w_gate_up), 2, axis=-1)
+    return _dense(jax.nn.silu(gate) * up, w_down)
 
 
-def block(h_BSD: Array, p: Params, cfg: LayerConfig,
-          rope: tuple[Array, Array] | None) -> Array:
-  """One post-norm block (attention or token-mixing MLP, then channel SwiGLU)."""
-  eps = cfg.rms_norm_eps
-  if cfg.mlp_t:
-    # The reference transposes to [B, D, S], applies a SwiGLU over S and norms
-    # over S; the same maths as contractions over axis 1, without transposes.
-    gate, up = jnp.split(jnp.einsum("bsd,si->bid", h_BSD,
-                                    p["mlp_t_gate_up"].astype(h_BSD.dtype)), 2, axis=1)
-    mixed = jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
-                       p["mlp_t_down"].astype(h_BSD.dtype))
-    h_BSD = rms_norm(h_BSD + mixed, eps, 1)
-  else:
-    h_BSD = rms_norm(h_BSD + attention(h_BSD, p["qkv"], p["o"], cfg, rope), eps)
-  return rms_norm(h_BSD + swiglu(h_BSD, p["gate_up"], p["down"]), eps)
+class TokenMixingMLP(nn.Module):
+  """TRM-MLP's SwiGLU across the sequence axis: `mlp_t_gate_up` [S, 2I],
+  `mlp_t_down` [I, S], I = swiglu_width(S, expansion)."""
+  expansion: float
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  gate_up_init: Initializer = fan_in_trunc_normal
+  down_init: Initializer = fan_in_trunc_normal
+
+  @nn.compact
+  def __call__(self, x_BSD: Array) -> Array:
+    x_BSD = x_BSD.astype(_compute_dtype(self.dtype, x_BSD))
+    s = x_BSD.shape[1]
+    inner = swiglu_width(s, self.expansion)
+    w_gate_up = self.param("mlp_t_gate_up", self.gate_up_init, (s, 2 * inner),
+                           self.param_dtype)
+    w_down = self.param("mlp_t_down", self.down_init, (inner, s),
+                        self.param_dtype)
+    # The reference transposes to [B, D, S] and applies a SwiGLU over S; the
+    # same maths as contractions over axis 1, without transposes.
+    gate, up = jnp.split(jnp.einsum("bsd,si->bid", x_BSD,
+                                    w_gate_up.astype(x_BSD.dtype)), 2, axis=1)
+    return jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
+                      w_down.astype(x_BSD.dtype))
 
 
-def init_block_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
-  """Parameters of `num_layers` blocks, stacked on a leading layer axis."""
-  d = cfg.hidden_size
-  inter = swiglu_width(d, cfg.expansion)
+class Block(nn.Module):
+  """One post-norm block: `h = rms(h + mix(h)); h = rms(h + swiglu(h))`, the
+  mixer being attention or (mlp_t) the token-mixing MLP normed over S.
 
-  def one(k):
-    ks = jax.random.split(k, 4)
-    p = {
-        "gate_up": trunc_normal(ks[2], (d, 2 * inter), 1 / math.sqrt(d)),
-        "down": trunc_normal(ks[3], (inter, d), 1 / math.sqrt(inter)),
-    }
+  `init_key`: when set, the weights are drawn from it on the reference's
+  schedule (split in 4: mixer in/out, SwiGLU in/out), which is what
+  `init_stack` and so every model's `init` use; None: from Flax's "params" rng.
+  """
+  config: LayerConfig
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  init_key: Array | None = None
+
+  def setup(self):
+    cfg = self.config
+    inits: list[Initializer] = [fan_in_trunc_normal] * 4
+    if self.is_initializing():
+      key = self.init_key if self.init_key is not None else self.make_rng("params")
+      inits = [_keyed(k) for k in jax.random.split(key, 4)]
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if cfg.mlp_t:
-      s = cfg.seq_len
-      inter_t = swiglu_width(s, cfg.expansion)
-      p["mlp_t_gate_up"] = trunc_normal(ks[0], (s, 2 * inter_t), 1 / math.sqrt(s))
-      p["mlp_t_down"] = trunc_normal(ks[1], (inter_t, s), 1 / math.sqrt(inter_t))
+      self.mixer = TokenMixingMLP(cfg.expansion, gate_up_init=inits[0],
+                                  down_init=inits[1], **kw)
     else:
-      nk = cfg.num_heads * cfg.head_dim
-      p["qkv"] = trunc_normal(ks[0], (d, 3 * nk), 1 / math.sqrt(d))
-      p["o"] = trunc_normal(ks[1], (nk, d), 1 / math.sqrt(nk))
-    return p
+      self.mixer = Attention(cfg.num_heads, cfg.head_dim, cfg.attention_impl,
+                             qkv_init=inits[0], o_init=inits[1], **kw)
+    self.mlp = SwiGLU(cfg.expansion, gate_up_init=inits[2], down_init=inits[3],
+                      **kw)
+    nn.share_scope(self, self.mixer)
+    nn.share_scope(self, self.mlp)
 
-  layers = [one(k) for k in jax.random.split(key, num_layers)]
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+  def __call__(self, h_BSD: Array, rope: tuple[Array, Array] | None = None
+               ) -> Array:
+    eps = self.config.rms_norm_eps
+    if self.config.mlp_t:
+      h_BSD = rms_norm(h_BSD + self.mixer(h_BSD), eps, 1)
+    else:
+      h_BSD = rms_norm(h_BSD + self.mixer(h_BSD, rope), eps)
+    return rms_norm(h_BSD + self.mlp(h_BSD), eps)
 
 
-def apply_stack(stack: Params, h_BSD: Array, injection_BSD: Array,
-                cfg: LayerConfig, rope: tuple[Array, Array] | None) -> Array:
-  """A reasoning module: `layers(h + injection)`; layers unrolled (2-8 of them)."""
-  h = h_BSD + injection_BSD
-  num_layers = jax.tree.leaves(stack)[0].shape[0]
-  for i in range(num_layers):
-    h = block(h, jax.tree.map(lambda x, i=i: x[i], stack), cfg, rope)
-  return h
+class _ScanBlock(Block):
+  """A block as an `nn.scan` body: (h, rope) -> (h, None)."""
+
+  def __call__(self, h_BSD, rope=None):  # type: ignore[override]
+    return super().__call__(h_BSD, rope), None
+
+
+class ReasoningModule(nn.Module):
+  """A reasoning module, `layers(h + injection)`: `num_layers` blocks whose
+  weights are stacked on a leading layer axis; the loop is unrolled (2-8
+  layers) so XLA sees straight-line code, as a Python loop would give."""
+  config: LayerConfig
+  num_layers: int
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    stack = nn.scan(_ScanBlock, variable_axes={"params": 0},
+                    split_rngs={"params": True}, in_axes=nn.broadcast,
+                    # unroll >= 2: a scan of length 1 with unroll 1 would
+                    # still lower to a one-trip while loop.
+                    length=self.num_layers, unroll=max(self.num_layers, 2))
+    self.layers = stack(self.config, dtype=self.dtype,
+                        param_dtype=self.param_dtype)
+    nn.share_scope(self, self.layers)
+
+  def __call__(self, h_BSD: Array, injection_BSD: Array,
+               rope: tuple[Array, Array] | None = None) -> Array:
+    h_BSD, _ = self.layers(h_BSD + injection_BSD, rope)
+    return h_BSD
+
+
+def init_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
+  """A reasoning module's weights on the reference's schedule (block i from
+  `split(key, num_layers)[i]`): the layout of `ReasoningModule`'s "params"."""
+  h = jax.ShapeDtypeStruct((1, cfg.seq_len, cfg.hidden_size), jnp.float32)
+  # Flax wants a "params" rng for every param; the keyed initializers ignore it.
+  # parent=None: a standalone module even when called inside another module's
+  # method (recur.flax), which Linen would otherwise make its parent.
+  blocks = [Block(cfg, init_key=k, parent=None).lazy_init({"params": k}, h)["params"]
+            for k in jax.random.split(key, num_layers)]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+
+
+def level_fn(cfg: LayerConfig, rope: tuple[Array, Array] | None, dtype=None
+             ) -> Callable[[Params, Array, Array], Array]:
+  """The reasoning module as the pure `level(stack, h, injection)` the
+  recursion (`recur.recursion.recurse`) calls."""
+  def level(stack: Params, h_BSD: Array, injection_BSD: Array) -> Array:
+    n = jax.tree.leaves(stack)[0].shape[0]
+    module = ReasoningModule(cfg, num_layers=n, dtype=dtype, parent=None)
+    out: Array = module.apply({"params": stack}, h_BSD, injection_BSD, rope)  # type: ignore[assignment]  # apply's union covers mutable collections, unused here
+    return out
+  return level
 
 
 def num_params(tree) -> int:

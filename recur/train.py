@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from recur import act, checks, optim
-from recur.config import ModelConfig
+from recur.config import ModelConfig, check_batch
 
 __all__ = ["OptimConfig", "TrainState", "make_optimizer", "init_state",
            "train_step", "eval_step", "eval_params", "model_params",
@@ -124,6 +124,7 @@ def train_step(state: TrainState, batch: dict[str, Array], *,
   Returns the new state and the metric sums (f32 scalars; `reduce_metrics`).
   """
   checks.check_batch(cfg, batch, "train_step", rows=state.carry.halted.shape[0])
+  check_batch(cfg, batch)   # chex: dtypes and shapes at trace time
   params = model_params(state, ema=False)
   carry = act.refill(params, state.carry, batch)
   ids = carry.current_data["puzzle_identifiers"]

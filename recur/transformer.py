@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from recur import embed, layers
-from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
+from recur.config import (InnerCarry, LayerCalls, ModelConfig, SegmentOutput,
+                          check_batch, check_inner)
 
 __all__ = ["TransformerConfig", "init", "segment"]
 
@@ -52,7 +53,7 @@ def init(key: jax.Array, cfg: TransformerConfig) -> Params:
   H_level block stack; `L_init` is zeros (no z_L)."""
   k_io, k_h = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
-  net["H_level"] = layers.init_block_stack(k_h, cfg.layer_config, cfg.H_layers)
+  net["H_level"] = layers.init_stack(k_h, cfg.layer_config, cfg.H_layers)
   buffers["L_init"] = jnp.zeros_like(buffers["L_init"])  # no z_L in this model
   return {"net": net, **buffers}
 
@@ -63,6 +64,7 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
   """One segment of the baseline: the H_level stack once over z_H [B, S, D] plus
   the input injection; z_L stays empty [B, 0, D]; returns the carry and the
   heads (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
+  check_inner(cfg, inner, check_batch(cfg, batch))
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   z_H = level(net["H_level"], inner.z_H, x)
   heads = embed.output_heads(cfg, net, z_H)

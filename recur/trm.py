@@ -14,7 +14,8 @@ from typing import Any
 import jax
 
 from recur import embed, layers, recursion
-from recur.config import InnerCarry, LayerCalls, ModelConfig, SegmentOutput
+from recur.config import (InnerCarry, LayerCalls, ModelConfig, SegmentOutput,
+                          check_batch, check_inner)
 
 __all__ = ["TRMConfig", "init", "segment"]
 
@@ -59,7 +60,7 @@ def init(key: jax.Array, cfg: TRMConfig) -> Params:
   [num_puzzle_identifiers, P]}."""
   k_io, k_l = jax.random.split(key)
   net, buffers = embed.init_io(k_io, cfg)
-  net["L_level"] = layers.init_block_stack(k_l, cfg.layer_config, cfg.L_layers)
+  net["L_level"] = layers.init_stack(k_l, cfg.layer_config, cfg.L_layers)
   return {"net": net, **buffers}
 
 
@@ -67,6 +68,7 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: TRMConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
   """One supervision segment (see embed.segment_inputs for `puzzle_emb`)."""
+  check_inner(cfg, inner, check_batch(cfg, batch))
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
   if cfg.single_latent:
     out = _single_latent(level, net["L_level"], inner, x, cfg)

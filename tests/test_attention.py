@@ -94,12 +94,12 @@ def test_layer_attention_uses_the_configured_kernel():
   from jax.experimental.pallas import tpu as pltpu
   cfg = layers.LayerConfig(hidden_size=32, num_heads=2, expansion=4.0,
                            seq_len=21, attention_impl="xla")
-  p = layers.init_block_stack(jax.random.PRNGKey(0), cfg, 1)
-  p = jax.tree.map(lambda x: x[0], p)
+  p = layers.init_stack(jax.random.PRNGKey(0), cfg, 1)
+  p = {k: v[0] for k, v in p.items() if k in ("qkv", "o")}
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 21, 32))
   rope = layers.rope_tables(16, 21, 1e4)
-  ref = layers.attention(x, p["qkv"], p["o"], cfg, rope)
-  cfg_p = layers.LayerConfig(**{**cfg.__dict__, "attention_impl": "pallas_tpu"})
+  attn = lambda impl: layers.Attention(2, 16, impl)
+  ref = attn("xla").apply({"params": p}, x, rope)
   with pltpu.force_tpu_interpret_mode():
-    got = jax.jit(lambda x: layers.attention(x, p["qkv"], p["o"], cfg_p, rope))(x)
+    got = jax.jit(lambda x: attn("pallas_tpu").apply({"params": p}, x, rope))(x)
   _assert_close(got, ref, 2e-5)

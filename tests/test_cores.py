@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,8 +89,7 @@ def test_gradient_equals_manual_tail_only():
   def loss_manual(net):
     p = {**params, "net": net}
     x = core.embed_inputs(cfg, net, b["inputs"], params["puzzle_emb"][b["puzzle_identifiers"]])
-    lc = cfg.layer_config
-    f = lambda st, h, inj: layers.apply_stack(st, h, inj, lc, core.rope_for(cfg))
+    f = layers.level_fn(cfg.layer_config, core.rope_for(cfg), cfg.dtype)
     sg = jax.lax.stop_gradient
     zh, zl = inner
     for _ in range(cfg.H_cycles - 1):
@@ -124,17 +124,15 @@ def test_unroll_does_not_change_results(unroll):
 def test_act_step_jits_once_and_runs_many_steps():
   cfg = tiny("trm", halt_exploration_prob=0.5)
   params = cfg.init(jax.random.key(0))
-  traces = []
 
   @jax.jit
+  @chex.assert_max_traces(n=1)
   def step(params, carry, b, key):
-    traces.append(1)
     return act.act_step(cfg, params, carry, b, key, train=True)
 
   carry = act.empty_carry(cfg, batch(cfg))
-  for i in range(6):
+  for i in range(6):  # a second trace would raise
     carry, out = step(params, carry, batch(cfg, seed=i), jax.random.key(i))
-  assert len(traces) == 1
   assert out["logits"].shape == (4, cfg.seq_len, cfg.vocab_size)
   assert int(carry.steps.max()) <= cfg.halt_max_steps
 
@@ -302,3 +300,35 @@ def test_rolled_loops_keep_the_program_size_independent_of_depth():
   text = lowered(16, 16, True).as_text()
   assert "stablehlo.while" not in text
   assert text.count("call @") > 2 * lowered(2, 2, True).as_text().count("call @")
+
+
+def test_segment_checks_shapes_at_trace_time():
+  # A batch of the wrong length or a carry of the wrong width fails while
+  # tracing, naming the shapes (chex), before any compute.
+  cfg = tiny("trm")
+  params = cfg.init(jax.random.key(0))
+  b = batch(cfg)
+  inner = cfg.init_carry(4)
+  short = {**b, "inputs": b["inputs"][:, :-1]}
+  with pytest.raises(AssertionError, match="shape"):
+    jax.eval_shape(cfg.segment, params, inner, short)
+  wide = core.InnerCarry(inner.z_H, jnp.zeros((4, cfg.full_seq_len, 3), inner.z_L.dtype))
+  with pytest.raises(AssertionError, match="shape"):
+    jax.eval_shape(cfg.segment, params, wide, b)
+
+
+def test_reasoning_module_flax_init_has_the_stacked_layout():
+  # Given the Linen ReasoningModule, when Flax initializes it, then its params
+  # are the checkpoint layout of init_stack (names, [L, ...] stacking, f32),
+  # and init_stack's layers come from split(key, L) through Block.init_key.
+  for mlp_t in (False, True):
+    cfg = tiny("trm", mlp_t=mlp_t, L_layers=3)
+    lc = cfg.layer_config
+    h = jnp.zeros((2, cfg.full_seq_len, cfg.hidden_size), jnp.float32)
+    module = layers.ReasoningModule(lc, num_layers=3)
+    got = module.init(jax.random.key(0), h, h)["params"]
+    want = layers.init_stack(jax.random.key(0), lc, 3)
+    chex.assert_trees_all_equal_shapes_and_dtypes(got, want)
+    k1 = jax.random.split(jax.random.key(0), 3)[1]
+    one = layers.Block(lc, init_key=k1).init(jax.random.key(5), h[0:1])["params"]
+    chex.assert_trees_all_equal(one, jax.tree.map(lambda x: x[1], want), strict=True)

@@ -1,4 +1,7 @@
 """recur.flax.TRM/HRM/Transformer: the pure cores as Linen/NNX modules, to the bit."""
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,11 +36,8 @@ def batch(cfg, b=4, seed=0):
   }
 
 
-def assert_trees_equal(a, b):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    assert x.dtype == y.dtype and x.shape == y.shape
-    assert jnp.array_equal(x, y)
+# Values, shapes and dtypes all equal (bit for bit).
+assert_trees_equal = functools.partial(chex.assert_trees_all_equal, strict=True)
 
 
 @pytest.mark.parametrize("model,dtype", [("trm", "bfloat16"), ("trm", "float32"),
@@ -76,9 +76,8 @@ def test_module_init_has_the_pure_layout(model):
   variables = m.init(jax.random.key(0), b, method=m.initial_carry)
   ref = jax.eval_shape(cfg.init, jax.random.key(0))
   got = rf.to_params(variables)
-  assert jax.tree.structure(got) == jax.tree.structure(ref)
-  for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
-    assert x.shape == y.shape and x.dtype == y.dtype == jnp.float32
+  chex.assert_trees_all_equal_shapes_and_dtypes(got, ref)
+  chex.assert_type(jax.tree.leaves(got), jnp.float32)
   # The same key gives the same variables; another key other ones.
   again = m.init(jax.random.key(0), b, method=m.initial_carry)
   assert_trees_equal(again, variables)

@@ -80,7 +80,7 @@ class Reasoner(nn.Module):
     dtype = jnp.dtype(self.dtype) if self.dtype is not None else x.dtype
     x = x.astype(dtype)
     stack = self.param(
-        "L_level", lambda key: layers.init_block_stack(key, cfg.layer_config,
+        "L_level", lambda key: layers.init_stack(key, cfg.layer_config,
                                                        self.L_layers))
     h_init = self.variable("buffers", "H_init",
                            lambda: layers.trunc_normal(self.make_rng("params"),
@@ -102,11 +102,7 @@ class Reasoner(nn.Module):
     rope = None
     if cfg.pos_encodings == "rope" and not cfg.mlp_t:
       rope = layers.rope_tables(d // self.num_heads, s, self.rope_theta)
-    lc = cfg.layer_config
-
-    def level(p, h, inj):
-      return layers.apply_stack(p, h, inj, lc, rope)
-
+    level = layers.level_fn(cfg.layer_config, rope, dtype)
     out = core.recurse(level, stack, stack, carry, x, cfg)
     if given or return_carry:
       return out.z_H, core.InnerCarry(*jax.lax.stop_gradient(tuple(out)))
