@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from recur import checks, losses
 from recur.config import InnerCarry, ModelConfig, check_batch
 
-__all__ = ["ActCarry", "empty_carry", "refill", "advance", "act_step",
+__all__ = ["ActCarry", "empty_carry", "refill", "run_segment", "advance", "act_step",
            "supervised_loss", "lookup_rows", "rollout", "eval_rollout"]
 
 Array = jax.Array
@@ -68,12 +68,22 @@ def refill(params: Params, carry: ActCarry, batch: dict[str, Array]) -> ActCarry
   return ActCarry(z_H, z_L, jnp.where(h, 0, carry.steps), jnp.zeros_like(h), data)
 
 
+def run_segment(cfg: ModelConfig, params: Params, inner: InnerCarry,
+                batch: dict[str, Array], puzzle_emb: Array | None = None):
+  """One supervision segment of any registered model (`cfg.segment`): the one
+  place the recursion is entered (the ACT step, HRM's Q-target pass, the
+  rollout and `recur.flax` all come through here). `inner`: z_H, z_L [B, S, D];
+  returns (new inner carry, SegmentOutput: logits float32 [B, seq_len, V],
+  q_logits float32 [B, 2])."""
+  return cfg.segment(params, inner, batch, puzzle_emb)
+
+
 def advance(cfg: ModelConfig, params: Params, carry: ActCarry,
             key: Array | None = None, *, train: bool,
             puzzle_emb: Array | None = None) -> tuple[ActCarry, dict[str, Array]]:
   """Runs one segment on the (already refilled) carry and applies halting."""
   inner = InnerCarry(carry.z_H, carry.z_L)
-  inner, out = cfg.segment(params, inner, carry.current_data, puzzle_emb)
+  inner, out = run_segment(cfg, params, inner, carry.current_data, puzzle_emb)
   outputs = {"logits": out.logits, "q_halt_logits": out.q_logits[:, 0],
              "q_continue_logits": out.q_logits[:, 1]}
   steps = carry.steps + 1
@@ -97,7 +107,7 @@ def advance(cfg: ModelConfig, params: Params, carry: ActCarry,
     # Q-learning target from one more no-grad segment on the new carry.
     sg = jax.lax.stop_gradient
     rows = None if puzzle_emb is None else sg(puzzle_emb)
-    _, nxt = cfg.segment(sg(params), inner, carry.current_data, rows)
+    _, nxt = run_segment(cfg, sg(params), inner, carry.current_data, rows)
     nxt_halt, nxt_cont = nxt.q_logits[:, 0], nxt.q_logits[:, 1]
     outputs["target_q_continue"] = sg(jax.nn.sigmoid(
         jnp.where(is_last, nxt_halt, jnp.maximum(nxt_halt, nxt_cont))))
@@ -142,7 +152,7 @@ def rollout(cfg: ModelConfig, params: Params, batch: dict[str, Array],
 
   def body(state, _):
     c, _ = state
-    inner, out = cfg.segment(params, InnerCarry(c.z_H, c.z_L), c.current_data)
+    inner, out = run_segment(cfg, params, InnerCarry(c.z_H, c.z_L), c.current_data)
     preds = jnp.argmax(out.logits, -1).astype(jnp.int32)
     ys = {"q_halt_per_step": out.q_logits[:, 0],
           "q_continue_per_step": out.q_logits[:, 1]}

@@ -170,7 +170,8 @@ def test_no_model_kind_sniffing_outside_the_registry():
 
 
 def test_segment_is_called_from_at_most_three_places():
-  # The ACT step, HRM's Q-target pass and the rollout (all in recur/act.py).
+  # The ACT step, HRM's Q-target pass and the rollout all enter the recursion
+  # through act.run_segment (so does recur.flax): one call site, in recur/act.py.
   calls = []
   for top in ("recur", "experiments"):
     for dirpath, _, files in os.walk(os.path.join(ROOT, top)):

@@ -102,7 +102,7 @@ class RecurModel(nn.Module):
     """One supervision segment: (inner carry, batch) -> (carry, logits/q).
     `puzzle_emb` [B, P]: rows to use instead of looking them up in the table
     (pass them to differentiate w.r.t. the rows)."""
-    return self.config.segment(self.params_tree(), carry, batch, puzzle_emb)
+    return act.run_segment(self.config, self.params_tree(), carry, batch, puzzle_emb)
 
   def initial_carry(self, batch: dict[str, Array]) -> core.InnerCarry:
     """Every row at its start state (H_init / L_init broadcast)."""
