@@ -172,6 +172,8 @@ def _rotate_half(x: Array) -> Array:
 
 
 def apply_rope(x_BSNK: Array, cos_SK: Array, sin_SK: Array) -> Array:
+  """Rotate-half RoPE of x [B, S, N, K] with tables cos/sin [S, K] (f32 math,
+  returned in x's dtype)."""
   dtype = x_BSNK.dtype
   x = x_BSNK.astype(cos_SK.dtype)
   out = x * cos_SK[:, None, :] + _rotate_half(x) * sin_SK[:, None, :]
@@ -386,4 +388,5 @@ def level_fn(cfg: LayerConfig, rope: tuple[Array, Array] | None, dtype=None
 
 
 def num_params(tree) -> int:
+  """Number of scalars in a parameter pytree."""
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
