@@ -66,8 +66,10 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
   """One HRM supervision segment: z_L and z_H ([B, S, D], cfg.dtype) run the H/L
   cycles (one-step gradient); returns the stop_gradient'ed carry and the heads
   (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
-  check_inner(cfg, inner, check_batch(cfg, batch))
+  # segment_inputs checks the batch first (recur.checks: errors that name the
+  # field), then the chex shape/dtype checks of batch and carry.
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
+  check_inner(cfg, inner, check_batch(cfg, batch))
   out = recursion.recurse(level, net["L_level"], net["H_level"], inner, x, cfg)
   heads = embed.output_heads(cfg, net, out.z_H)
   return InnerCarry(*jax.lax.stop_gradient(tuple(out))), heads

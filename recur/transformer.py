@@ -64,8 +64,10 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
   """One segment of the baseline: the H_level stack once over z_H [B, S, D] plus
   the input injection; z_L stays empty [B, 0, D]; returns the carry and the
   heads (logits float32 [B, seq_len, V], q_logits float32 [B, 2])."""
-  check_inner(cfg, inner, check_batch(cfg, batch))
+  # segment_inputs checks the batch first (recur.checks: errors that name the
+  # field), then the chex shape/dtype checks of batch and carry.
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
+  check_inner(cfg, inner, check_batch(cfg, batch))
   z_H = level(net["H_level"], inner.z_H, x)
   heads = embed.output_heads(cfg, net, z_H)
   return InnerCarry(jax.lax.stop_gradient(z_H), inner.z_L), heads

@@ -68,8 +68,10 @@ def segment(params: Params, inner: InnerCarry, batch: dict,
             cfg: TRMConfig, puzzle_emb: jax.Array | None = None
             ) -> tuple[InnerCarry, SegmentOutput]:
   """One supervision segment (see embed.segment_inputs for `puzzle_emb`)."""
-  check_inner(cfg, inner, check_batch(cfg, batch))
+  # segment_inputs checks the batch first (recur.checks: errors that name the
+  # field), then the chex shape/dtype checks of batch and carry.
   net, x, level = embed.segment_inputs(params, batch, cfg, puzzle_emb)
+  check_inner(cfg, inner, check_batch(cfg, batch))
   if cfg.single_latent:
     out = _single_latent(level, net["L_level"], inner, x, cfg)
   else:
