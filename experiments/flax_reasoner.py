@@ -30,17 +30,22 @@ from experiments import cli
 from recur.data import IGNORE_LABEL_ID, make_source
 import recur.flax
 
-__all__ = ["Model", "load_split", "train", "main"]
+__all__ = ["Model", "load_split", "train", "define_flags", "main"]
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("task", "sort", "sort, parity, prefix_sum or state_tracking")
-flags.DEFINE_integer("n", 6, "problem size (sequence length)")
-flags.DEFINE_integer("steps", 600, "optimizer steps")
-flags.DEFINE_integer("batch_size", 64, "examples per step")
-flags.DEFINE_integer("hidden_size", 64, "model width")
-flags.DEFINE_integer("supervision", 2, "deep-supervision segments per step")
-flags.DEFINE_float("learning_rate", 3e-3, "AdamW peak learning rate")
-flags.DEFINE_integer("seed", 0, "init / data seed")
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so the module
+  imports beside other absl programs, e.g. experiments.bench's --steps)."""
+  flags.DEFINE_string("task", "sort", "sort, parity, prefix_sum or state_tracking")
+  flags.DEFINE_integer("n", 6, "problem size (sequence length)")
+  flags.DEFINE_integer("steps", 600, "optimizer steps")
+  flags.DEFINE_integer("batch_size", 64, "examples per step")
+  flags.DEFINE_integer("hidden_size", 64, "model width")
+  flags.DEFINE_integer("supervision", 2, "deep-supervision segments per step")
+  flags.DEFINE_float("learning_rate", 3e-3, "AdamW peak learning rate")
+  flags.DEFINE_integer("seed", 0, "init / data seed")
 
 
 class Model(nn.Module):
@@ -138,4 +143,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
+from recur.data.pipeline import StoredRows as _StoredRows
 
 __all__ = ["TfdsSource"]
 
@@ -115,7 +116,15 @@ class TfdsSource:
     else:
       raise ValueError("the tfds source needs builder=NAME/CONFIG (with "
                        "data_dir) or path=<built dataset directory>")
-    return cls(b, where)
+    src = cls(b, where)
+    # A family whose stored copies read on the vectorised path (its prepared
+    # view is a StoredRows) gets the same here, so TFDS batches equal the
+    # original source's.
+    from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
+    view = registry.family_of(src).prepared.view
+    if isinstance(view, type) and issubclass(view, _StoredRows):
+      return StoredTfdsSource(b, where)
+    return src
 
   # -- PuzzleSource ---------------------------------------------------------
 
@@ -202,3 +211,8 @@ class TfdsSource:
     from recur.puzzles.arc import augment as aa  # pylint: disable=g-import-not-at-top
     row = self._split(split)["augs"][self._row(split, group, version)]
     return aa.Augmentation(int(row[0]), tuple(int(c) for c in row[1:]))
+
+
+class StoredTfdsSource(_StoredRows, TfdsSource):
+  """A TfdsSource of a family whose batches come from the vectorised path."""
+

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from recur.data.pipeline import StoredRows
+from recur.data.prepared import PreparedView
 from recur.puzzles.family import PreparedHooks, PuzzleFamily
 from recur.puzzles.maze import draw, read
 from recur.puzzles.maze.evaluate import MazeEvaluator, decode_answer
@@ -29,10 +31,16 @@ def _source(**kwargs: Any) -> MazeSource:
   return MazeSource.generated(**kwargs)
 
 
+class PreparedMazeSource(StoredRows, PreparedView):
+  """A prepared Maze dataset (read on the pipeline's vectorised path, as the
+  generator's mazes are)."""
+
+
 FAMILY = PuzzleFamily(
     name="maze", sources={"maze": _source},
     evaluator=lambda source, split: MazeEvaluator(),
     decode=decode_answer, draw=draw.draw_run, read_puzzles=read.read_puzzles,
     claims_file=read.claims_file,
-    prepared=PreparedHooks(attributes=lambda source: {"size": source.size}),
+    prepared=PreparedHooks(attributes=lambda source: {"size": source.size},
+                           view=PreparedMazeSource),
     source_classes=("MazeSource",))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recur.data.pipeline import StoredRows
 from recur.data.prepared import PreparedView
 from recur.puzzles.family import PreparedHooks, PuzzleFamily
 from recur.puzzles.sudoku import draw, read
@@ -36,7 +37,7 @@ def _source(**kwargs: Any) -> SudokuSource:
   return SudokuSource.generated(**kwargs)
 
 
-class PreparedSudokuSource(PreparedView):
+class PreparedSudokuSource(StoredRows, PreparedView):
   """A prepared Sudoku dataset; `box` as on the original."""
 
   @property
