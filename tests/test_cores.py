@@ -303,14 +303,17 @@ def test_rolled_loops_keep_the_program_size_independent_of_depth():
 
 
 def test_segment_checks_shapes_at_trace_time():
-  # A batch of the wrong length or a carry of the wrong width fails while
-  # tracing, naming the shapes (chex), before any compute.
+  # A batch of the wrong length fails while tracing with the error that names
+  # the field and both values (recur.checks, before the chex checks); a carry
+  # of the wrong width fails in chex, naming the shapes; both before compute.
+  from recur import checks  # pylint: disable=g-import-not-at-top
   cfg = tiny("trm")
   params = cfg.init(jax.random.key(0))
   b = batch(cfg)
   inner = cfg.init_carry(4)
   short = {**b, "inputs": b["inputs"][:, :-1]}
-  with pytest.raises(AssertionError, match="shape"):
+  with pytest.raises(checks.BatchMismatch,
+                     match=f"{cfg.seq_len - 1} positions but ModelConfig.seq_len is {cfg.seq_len}"):
     jax.eval_shape(cfg.segment, params, inner, short)
   wide = core.InnerCarry(inner.z_H, jnp.zeros((4, cfg.full_seq_len, 3), inner.z_L.dtype))
   with pytest.raises(AssertionError, match="shape"):
