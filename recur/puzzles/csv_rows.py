@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import logging
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 from recur.data.base import DataError
 
-__all__ = ["read_rows", "report_skipped", "require_rows", "SHOWN_REASONS"]
+__all__ = ["read_rows", "report_skipped", "require_rows", "row_reason",
+           "read_questions", "SHOWN_REASONS"]
 
 SHOWN_REASONS = 3   # reasons logged per file; the count covers all of them
 
@@ -47,3 +50,39 @@ def report_skipped(path: str, reasons: Sequence[str]) -> None:
   shown = "; ".join(reasons[:SHOWN_REASONS])
   more = f" (and {len(reasons) - SHOWN_REASONS} more)" if len(reasons) > SHOWN_REASONS else ""
   _log.warning("%s: skipped %d bad row(s): %s%s", path, len(reasons), shown, more)
+
+
+def row_reason(text: str) -> tuple[int, str]:
+  """A skipped row's reason "row L: why" -> (L, why)."""
+  head, _, why = text.partition(": ")
+  return int(head.split()[1]), why
+
+
+def read_questions(path: str, rows: Sequence[Sequence[str]], length: int,
+                   encode: Callable[[str], tuple[np.ndarray | None, str | None]],
+                   skip_bad: bool):
+  """A `PuzzleFile` of answerless rows (source, q): `encode(q)` gives the
+  tokens [length] or why the question is bad. A bad row raises DataError
+  naming file, row and field, or with `skip_bad` is left out and listed in
+  `rejected` (reported once with the first reasons)."""
+  from recur.puzzles.family import PuzzleFile  # pylint: disable=g-import-not-at-top
+  inputs: list[np.ndarray] = []
+  names: list[str] = []
+  rejected: list[tuple[int, str]] = []
+  for line, r in enumerate(rows, start=2):
+    tokens: np.ndarray | None = None
+    if len(r) < 2 or len(r[1]) != length:
+      why: str | None = f"expected {length} characters"
+    else:
+      tokens, why = encode(r[1])
+    if why is None and tokens is not None:
+      inputs.append(tokens)
+      names.append(r[0])
+    elif skip_bad:
+      rejected.append((line, f"field 'q': {why}"))
+    else:
+      raise DataError(f"{path}: row {line}: field 'q': {why}")
+  report_skipped(path, [f"row {line}: {why}" for line, why in rejected])
+  return PuzzleFile(names, np.asarray(inputs, np.int32).reshape(len(names), -1),
+                    None, rejected)
+

@@ -13,8 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from recur.data.base import DataError
-from recur.puzzles.csv_rows import read_rows, report_skipped
+from recur.puzzles.csv_rows import read_questions, read_rows, row_reason
 from recur.puzzles.family import PuzzleFile
 from recur.puzzles.maze.source import encode_maze, question_error, read_maze_csv
 
@@ -29,36 +28,19 @@ def read_puzzles(path: str, seq_len: int, options: Mapping[str, Any]) -> PuzzleF
   if has_answers:
     m = read_maze_csv(path, size=side, skip_bad=skip_bad)
     assert m.sources is not None  # read_maze_csv keeps the source column
-    skipped = []
-    for text in m.skipped:
-      head, _, reason = text.partition(": ")
-      skipped.append((int(head.split()[1]), reason))
     return PuzzleFile(list(m.sources), m.inputs.reshape(len(m), -1).astype(np.int32),
-                      m.labels.reshape(len(m), -1).astype(np.int32), skipped)
-  inputs: list[np.ndarray] = []
-  names: list[str] = []
-  rejected: list[tuple[int, str]] = []
-  for line, r in enumerate(rows, start=2):
-    why: str | None
-    if len(r) < 2 or len(r[1]) != side * side:
-      why = f"expected {side * side} characters"
-    else:
-      try:
-        grid = encode_maze(r[1], side)
-      except ValueError as e:
-        why = str(e)
-      else:
-        why = question_error(grid)
-    if why is None:
-      inputs.append(grid.reshape(-1).astype(np.int32))
-      names.append(r[0])
-    elif skip_bad:
-      rejected.append((line, f"field 'q': {why}"))
-    else:
-      raise DataError(f"{path}: row {line}: field 'q': {why}")
-  report_skipped(path, [f"row {line}: {why}" for line, why in rejected])
-  return PuzzleFile(names, np.asarray(inputs, np.int32).reshape(len(names), -1),
-                    None, rejected)
+                      m.labels.reshape(len(m), -1).astype(np.int32),
+                      [row_reason(t) for t in m.skipped])
+
+  def question(text: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+      grid = encode_maze(text, side)
+    except ValueError as e:
+      return None, str(e)
+    why = question_error(grid)
+    return (None, why) if why else (grid.reshape(-1).astype(np.int32), None)
+
+  return read_questions(path, rows, side * side, question, skip_bad)
 
 
 def claims_file(path: str) -> bool:

@@ -14,8 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from recur.data.base import DataError
-from recur.puzzles.csv_rows import read_rows, report_skipped
+from recur.puzzles.csv_rows import read_questions, read_rows, row_reason
 from recur.puzzles.family import PuzzleFile
 from recur.puzzles.sudoku.source import count_solutions, encode_sudoku, read_sudoku_csv
 
@@ -59,36 +58,18 @@ def read_puzzles(path: str, seq_len: int, options: Mapping[str, Any]) -> PuzzleF
     assert p.sources is not None  # read_sudoku_csv keeps the source column
     return PuzzleFile(list(p.sources), encode_sudoku(p.questions).reshape(len(p), -1),
                       encode_sudoku(p.answers).reshape(len(p), -1),
-                      [_row_reason(r) for r in p.skipped])
-  inputs, names, rejected = [], [], []
-  for line, r in enumerate(rows, start=2):
-    why = None
-    if len(r) < 2 or len(r[1]) != side * side:
-      why = f"expected {side * side} characters"
-    else:
-      try:
-        digits = np.asarray([0 if ch in ".0" else int(ch, 36) for ch in r[1]])
-      except ValueError as e:
-        why = str(e)
-      else:
-        why = (f"digit above {side}" if digits.max() > side else
-               clue_error(digits.reshape(side, side), box))
-    if why is None:
-      inputs.append(encode_sudoku(digits))
-      names.append(r[0])
-    elif skip_bad:
-      rejected.append((line, f"field 'q': {why}"))
-    else:
-      raise DataError(f"{path}: row {line}: field 'q': {why}")
-  report_skipped(path, [f"row {line}: {why}" for line, why in rejected])
-  return PuzzleFile(names, np.asarray(inputs, np.int32).reshape(len(names), -1),
-                    None, rejected)
+                      [row_reason(r) for r in p.skipped])
 
+  def question(text: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+      digits = np.asarray([0 if ch in ".0" else int(ch, 36) for ch in text])
+    except ValueError as e:
+      return None, str(e)
+    why = (f"digit above {side}" if digits.max() > side else
+           clue_error(digits.reshape(side, side), box))
+    return (None, why) if why else (encode_sudoku(digits), None)
 
-def _row_reason(text: str) -> tuple[int, str]:
-  """("row L: why") -> (L, why)."""
-  head, _, why = text.partition(": ")
-  return int(head.split()[1]), why
+  return read_questions(path, rows, side * side, question, skip_bad)
 
 
 def claims_file(path: str) -> bool:
