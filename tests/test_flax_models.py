@@ -10,30 +10,16 @@ import pytest
 
 from recur import act, core, models
 import recur.flax as rf
-
-MODULES = {"trm": rf.TRM, "hrm": rf.HRM, "transformer": rf.Transformer}
-
-
-def tiny(model, **kw):
-  base = dict(vocab_size=7, seq_len=6, hidden_size=16, num_heads=2,
-              puzzle_emb_ndim=16, num_puzzle_identifiers=5, halt_max_steps=3,
-              H_cycles=2, L_cycles=2, L_layers=1)
-  if model == "trm":
-    base["puzzle_emb_len"] = 2
-  if model in ("hrm", "transformer"):
-    base["H_layers"] = 1
-  base.update(kw)
-  return models.make_config(model, **base)
+from tiny_models import batch as random_batch
+from tiny_models import tiny
 
 
 def batch(cfg, b=4, seed=0):
-  rng = np.random.default_rng(seed)
-  return {
-      "inputs": jnp.asarray(rng.integers(1, cfg.vocab_size, (b, cfg.seq_len)), jnp.int32),
-      "labels": jnp.asarray(rng.integers(1, cfg.vocab_size, (b, cfg.seq_len)), jnp.int32),
-      "puzzle_identifiers": jnp.asarray(
-          rng.integers(1, cfg.num_puzzle_identifiers, (b,)), jnp.int32),
-  }
+  # Puzzle ids from 1: id 0 is reserved for the blank puzzle in every dataset.
+  return random_batch(cfg, b, seed, first_id=1)
+
+
+MODULES = {"trm": rf.TRM, "hrm": rf.HRM, "transformer": rf.Transformer}
 
 
 # Values, shapes and dtypes all equal (bit for bit).

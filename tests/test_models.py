@@ -10,25 +10,15 @@ import pytest
 
 from recur import act, config, losses, models, train
 from recur.config import InnerCarry, LayerCalls, ModelConfig
+from tiny_models import batch as random_batch
+from tiny_models import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INTERFACE = ("init", "segment", "init_carry", "depth_per_segment", "layer_calls")
 
 
-def tiny(name, **kw):
-  base = dict(vocab_size=7, seq_len=6, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
-              num_puzzle_identifiers=5, halt_max_steps=3, compute_dtype="float32",
-              H_cycles=2, L_cycles=2, L_layers=1)
-  base["H_layers"] = 0 if name == "trm" else 1
-  base.update(kw)
-  return models.make_config(name, **base)
-
-
 def batch(cfg, b=3, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"inputs": jnp.asarray(rng.integers(1, cfg.vocab_size, (b, cfg.seq_len)), jnp.int32),
-          "labels": jnp.asarray(rng.integers(1, cfg.vocab_size, (b, cfg.seq_len)), jnp.int32),
-          "puzzle_identifiers": jnp.asarray(rng.integers(0, 5, (b,)), jnp.int32)}
+  return random_batch(cfg, b, seed)
 
 
 @pytest.mark.parametrize("name", sorted(models.MODEL_CONFIGS))
