@@ -60,6 +60,16 @@ def test_dihedral_maps_equal_dihedral(shape):
     np.testing.assert_array_equal(g.ravel()[maps[t]], dh.dihedral(g, t).ravel())
 
 
+@pytest.mark.parametrize("tids", [[0] * 12, [5] * 12, list(range(8)) + [1, 1, 7, 0]])
+def test_gather_dihedral_equals_dihedral(tids):
+  grids = np.random.default_rng(3).integers(0, 100, (4, 5, 5)).astype(np.int8)
+  rows = np.arange(12) % 4
+  got = dh.gather_dihedral(grids, rows, np.array(tids))
+  assert got.dtype == np.int32 and got.shape == (12, 25)
+  for k, (r, t) in enumerate(zip(rows, tids)):
+    np.testing.assert_array_equal(got[k], dh.dihedral(grids[r], t).ravel())
+
+
 def test_maze_rows_equal_dihedral():
   rng = np.random.default_rng(2)
   mazes = MazeSet(rng.integers(1, 6, (5, 6, 6)).astype(np.int8),
