@@ -21,9 +21,15 @@ task ids sorted within a subset): `id = first_id[task] + version`.
 Translation (train split): the reference draws each example's offset once,
 when it builds the dataset, so every version keeps its translations for the
 whole run. `translate="version"` (or True, the default) does the same: the
-offsets come from an rng seeded by (seed, task, version), not from the rng the
-pipeline hands over; `translate="epoch"` draws them anew from that rng every
-time (every epoch), an option, not the reference; False: no translation.
+offsets are counter-based hashes of (seed, task, version, example), not draws
+from the rng the pipeline hands over; `translate="epoch"` draws them anew every
+epoch (from the pipeline's per-epoch key), an option, not the reference; False:
+no translation. `offsets()` says where each example of a version is written.
+
+Batches take the pipeline's vectorised path (`example_counts`, `encode_rows`,
+see `rows.py`): a split's grids are laid out once under the 8 dihedral maps and
+a batch is window gathers plus a per-row colour lookup; `examples()` returns
+the same rows.
 
 ConceptARC: the published ARC-AGI-1/2 runs train on 800 (or 1120) tasks plus
 ConceptARC's 160 (`--subsets training evaluation concept`). `conceptarc=PATH`
