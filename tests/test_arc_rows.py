@@ -142,3 +142,32 @@ def test_shares_concatenate_to_the_global_batch(small, process_count):
     for key in want:
       assert np.concatenate([x[key] for x in got]).tobytes() == want[key].tobytes()
   assert whole.get_state() == parts[-1].get_state()
+
+
+class _PerExample:
+  """A source without `encode_rows`: the pipeline's per-example path."""
+
+  def __init__(self, source):
+    self._source = source
+    self.info = source.info
+
+  def __getattr__(self, name):
+    if name in ("encode_rows", "example_counts"):
+      raise AttributeError(name)
+    return getattr(self._source, name)
+
+
+@pytest.mark.parametrize("split,max_versions", [("test", None), ("train", 2)])
+def test_eval_batches_equal_the_per_example_path(small, split, max_versions):
+  for process_count in (1, 2):
+    for p in range(process_count):
+      kw = dict(split=split, process_index=p, process_count=process_count,
+                max_versions=max_versions, prefetch=0)
+      fast = list(pipeline.eval_batches(small, 16, **kw))
+      slow = list(pipeline.eval_batches(_PerExample(small), 16, **kw))
+      assert len(fast) == len(slow) > 2
+      for a, b in zip(fast, slow):
+        assert sorted(a) == sorted(b)
+        for key in a:
+          assert a[key].dtype == b[key].dtype, key
+          assert a[key].tobytes() == b[key].tobytes(), key
