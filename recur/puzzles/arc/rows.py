@@ -36,8 +36,8 @@ from recur.data.base import IGNORE_LABEL_ID
 from recur.puzzles.arc import augment as aa
 from recur.puzzles.dihedral import NUM_DIHEDRAL, dihedral
 
-__all__ = ["EOS_CODE", "PAD_CODE", "NUM_CODES", "BoardStore", "translation",
-           "token_tables", "TRANSLATE_STREAM"]
+__all__ = ["EOS_CODE", "PAD_CODE", "NUM_CODES", "TRANSLATE_STREAM", "BoardStore",
+           "ArcRows", "translation", "token_tables", "lookup"]
 
 EOS_CODE = aa.NUM_COLOURS
 PAD_CODE = aa.NUM_COLOURS + 1

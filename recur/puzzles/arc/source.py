@@ -635,7 +635,7 @@ class ArcSource:
     return np.array([len(g.pairs) for g in self._groups[split]], np.int64)
 
   def _split_rows(self, split: str) -> arc_rows.ArcRows:
-    # Built on first use (a split's boards: ~50 MB and ~0.2 s for ARC-AGI-1's
+    # Built on first use (a split's boards: ~50 MB and ~0.35 s for ARC-AGI-1's
     # train split); never changed after, so a second build is only wasted work.
     if split not in self._rows:
       if split not in self._groups:
