@@ -24,6 +24,17 @@ Translation offsets (`translation`) are counter-based hashes
 (`recur.data.keys`) of (seed, task, version, example) for translation fixed per
 version (the reference), or of the pipeline's per-epoch key; one example per
 version (drawn the same way) stays at the origin.
+
+ARC batches are not byte-identical to those of the per-example path before
+this module: (1) with `encode_rows` the packer draws each group's version and
+the order of its examples from `recur.data.keys` hashes instead of the
+per-group numpy Generator, for every source (Sudoku and Maze changed the same
+way), so the rows of a batch are other (group, version, example)s; (2) the
+reference-style fixed offsets were draws of a numpy Generator seeded per
+(seed, task, version): reproducing them needs one Generator per row (tens of
+microseconds each, the per-row Python this module removes), so they are
+hashes now, with the same rules. Every row equals `augment.encode_grid(
+augment.augment_grid(...), offset)` of its (group, version, example).
 """
 from __future__ import annotations
 
