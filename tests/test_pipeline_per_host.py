@@ -60,6 +60,16 @@ def test_dihedral_maps_equal_dihedral(shape):
     np.testing.assert_array_equal(g.ravel()[maps[t]], dh.dihedral(g, t).ravel())
 
 
+@pytest.mark.parametrize("tids", [[0] * 12, [5] * 12, list(range(8)) + [1, 1, 7, 0]])
+def test_gather_dihedral_equals_dihedral(tids):
+  grids = np.random.default_rng(3).integers(0, 100, (4, 5, 5)).astype(np.int8)
+  rows = np.arange(12) % 4
+  got = dh.gather_dihedral(grids, rows, np.array(tids))
+  assert got.dtype == np.int32 and got.shape == (12, 25)
+  for k, (r, t) in enumerate(zip(rows, tids)):
+    np.testing.assert_array_equal(got[k], dh.dihedral(grids[r], t).ravel())
+
+
 def test_maze_rows_equal_dihedral():
   rng = np.random.default_rng(2)
   mazes = MazeSet(rng.integers(1, 6, (5, 6, 6)).astype(np.int8),
@@ -114,23 +124,31 @@ if nproc > 1:
 from jax.experimental import multihost_utils
 from recur import sharding
 from recur.data import pipeline
+from recur.puzzles.arc.source import ArcSource
 from recur.puzzles.sudoku.source import SudokuSource
-src = SudokuSource.generated(box=(2, 2), num_train=20, num_test=2, num_blanks=6,
-                             num_aug=30)
+sources = {
+    "sudoku": SudokuSource.generated(box=(2, 2), num_train=20, num_test=2,
+                                     num_blanks=6, num_aug=30),
+    # Groups of 2-6 examples: versions cut at batch ends, translated rows.
+    "arc": ArcSource("arc1", num_versions=5, max_tasks=4, max_grid_size=8,
+                     canvas=8)}
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
-it = pipeline.TrainIterator(src, 8, seed=3, process_index=jax.process_index(),
-                            process_count=jax.process_count(), prefetch=1)
 dump = {}
-for step in range(6):
-  if step == 3:  # exact resume from the state, on a fresh iterator
-    state = it.get_state(); it.close()
-    it = pipeline.TrainIterator(src, 8, seed=3, process_index=jax.process_index(),
-                                process_count=jax.process_count(), prefetch=1)
-    it.set_state(state)
-  batch = pipeline.make_global_batch(next(it), mesh)
-  for k, v in batch.items():
-    dump[f"{step}/{k}"] = np.asarray(multihost_utils.process_allgather(v, tiled=True))
-it.close()
+for name, src in sources.items():
+  it = pipeline.TrainIterator(src, 8, seed=3, process_index=jax.process_index(),
+                              process_count=jax.process_count(), prefetch=1)
+  for step in range(6):
+    if step == 3:  # exact resume from the state, on a fresh iterator
+      state = it.get_state(); it.close()
+      it = pipeline.TrainIterator(src, 8, seed=3,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count(), prefetch=1)
+      it.set_state(state)
+    batch = pipeline.make_global_batch(next(it), mesh)
+    for k, v in batch.items():
+      dump[f"{name}/{step}/{k}"] = np.asarray(
+          multihost_utils.process_allgather(v, tiled=True))
+  it.close()
 if jax.process_index() == 0:
   np.savez(out, **dump)
 """
@@ -157,7 +175,7 @@ def test_global_batches_equal_for_one_and_two_processes(tmp_path):
   for p, e in zip(procs, errs):
     assert p.returncode == 0, e[-3000:]
   a, b = np.load(one), np.load(two)
-  assert sorted(a.files) == sorted(b.files) and len(a.files) == 18
+  assert sorted(a.files) == sorted(b.files) and len(a.files) == 36
   for k in a.files:
     assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
     assert a[k].tobytes() == b[k].tobytes(), k

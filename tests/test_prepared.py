@@ -161,6 +161,14 @@ class PreparedTest(absltest.TestCase):
         for k in x:
           np.testing.assert_array_equal(x[k], y[k])
       self.assertEqual(b.steps_per_epoch, a.steps_per_epoch)
+    # ARC (translation fixed per version: the stored records are the source's).
+    with pipeline.TrainIterator(self.arc, 4, seed=3, prefetch=0) as a, \
+         pipeline.TrainIterator(prepared.open_prepared(self.arc_dir), 4, seed=3,
+                                prefetch=0) as b:
+      for _ in range(5):
+        x, y = next(a), next(b)
+        for k in x:
+          np.testing.assert_array_equal(x[k], y[k])
     for src, prep in ((self.sudoku, ds),
                       (self.arc, prepared.open_prepared(self.arc_dir))):
       got = list(pipeline.eval_batches(prep, 8, split="test"))

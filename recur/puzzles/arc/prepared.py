@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from recur.data.base import DataError
+from recur.data.pipeline import StoredRows
 from recur.data.prepared import PreparedView
 from recur.puzzles.arc import augment as aa
 from recur.puzzles.arc.source import ArcPair
@@ -43,9 +44,11 @@ def _write(source, split: str, num_versions: Sequence[int]):
   return arrays, pairs
 
 
-class PreparedArcSource(PreparedView):
+class PreparedArcSource(StoredRows, PreparedView):
   """A prepared ARC dataset as `ArcTasks` (canvas, pairs, augmentation,
-  task_id, scored_task_ids)."""
+  task_id, scored_task_ids). Read on the pipeline's vectorised path, as
+  `ArcSource`, so a copy of a source with translation fixed per version gives
+  its batches."""
 
   def __init__(self, prepared):
     super().__init__(prepared)

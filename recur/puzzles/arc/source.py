@@ -21,9 +21,15 @@ task ids sorted within a subset): `id = first_id[task] + version`.
 Translation (train split): the reference draws each example's offset once,
 when it builds the dataset, so every version keeps its translations for the
 whole run. `translate="version"` (or True, the default) does the same: the
-offsets come from an rng seeded by (seed, task, version), not from the rng the
-pipeline hands over; `translate="epoch"` draws them anew from that rng every
-time (every epoch), an option, not the reference; False: no translation.
+offsets are counter-based hashes of (seed, task, version, example), not draws
+from the rng the pipeline hands over; `translate="epoch"` draws them anew every
+epoch (from the pipeline's per-epoch key), an option, not the reference; False:
+no translation. `offsets()` says where each example of a version is written.
+
+Batches take the pipeline's vectorised path (`example_counts`, `encode_rows`,
+see `rows.py`): a split's grids are laid out once under the 8 dihedral maps and
+a batch is window gathers plus a per-row colour lookup; `examples()` returns
+the same rows.
 
 ConceptARC: the published ARC-AGI-1/2 runs train on 800 (or 1120) tasks plus
 ConceptARC's 160 (`--subsets training evaluation concept`). `conceptarc=PATH`
@@ -55,7 +61,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from recur.data import keys
 from recur.puzzles.arc import augment as aa
+from recur.puzzles.arc import rows as arc_rows
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, DataError,
                              DatasetInfo, Example)
 
@@ -68,7 +76,6 @@ TRANSLATE_MODES = ("version", "epoch", "none")
 CONCEPT_SUBSET = "concept"
 # Tasks the published runs train on: training + evaluation (+ ConceptARC's 160).
 PUBLISHED_TRAIN_TASKS = {"arc1": 800 + 160, "arc2": 1120 + 160}
-_TRANSLATE_STREAM = 7  # keeps the fixed-translation rng apart from others
 
 _log = logging.getLogger(__name__)
 
@@ -553,6 +560,7 @@ class ArcSource:
                                         num_versions) for t in tasks]
     first = np.cumsum([0] + [len(a[0]) for a in self._augs]) + BLANK_PUZZLE_ID + 1
     self._first_id = first[:-1].tolist()
+    self._rows: dict[str, arc_rows.ArcRows] = {}
     name = version if path is None else f"arc:{os.path.basename(path)}"
     self.info = DatasetInfo(name=name, seq_len=canvas * canvas,
                             vocab_size=aa.VOCAB_SIZE,
@@ -620,21 +628,79 @@ class ArcSource:
     if not 0 <= version < n:
       raise IndexError(f"version {version} outside [0, {n})")
 
-  def examples(self, split: str, group: int, version: int,
-               rng: np.random.Generator) -> list[Example]:
-    return encode_examples(
-        self._group(split, group).pairs, self.augmentation(split, group, version),
-        self.canvas, self._translation_rng(split, group, version, rng),
-        translate=self.translate != "none" and split == "train",
-        puzzle_identifier=self.puzzle_identifier(split, group, version),
-        group=group, version=version)
+  def example_counts(self, split: str) -> np.ndarray:
+    """Examples per version of each group (every version has the group's)."""
+    if split not in self._groups:
+      raise ValueError(f"unknown split {split!r}")
+    return np.array([len(g.pairs) for g in self._groups[split]], np.int64)
 
-  def _translation_rng(self, split: str, group: int, version: int,
-                       rng: np.random.Generator) -> np.random.Generator:
-    if self.translate != "version" or split != "train":
-      return rng
-    task = self._group(split, group).task
-    return np.random.default_rng([self.seed, _TRANSLATE_STREAM, task, version])
+  def _split_rows(self, split: str) -> arc_rows.ArcRows:
+    # Built on first use (a split's boards: ~50 MB and ~0.35 s for ARC-AGI-1's
+    # train split); never changed after, so a second build is only wasted work.
+    if split not in self._rows:
+      if split not in self._groups:
+        raise ValueError(f"unknown split {split!r}")
+      groups = self._groups[split]
+      self._rows[split] = arc_rows.ArcRows(
+          [g.pairs for g in groups], [g.task for g in groups], self._augs,
+          self._first_id, self.canvas, f"{self.info.name}/{split}")
+    return self._rows[split]
+
+  def _version_keys(self, split: str, rows: arc_rows.ArcRows,
+                    groups: np.ndarray, versions: np.ndarray,
+                    epoch_keys: np.ndarray) -> np.ndarray | None:
+    """Per row, the key of its translations (None: not translated)."""
+    if split != "train" or self.translate == "none":
+      return None
+    if self.translate == "version":  # fixed per (task, version): the reference
+      return keys.hash_ints(self.seed, arc_rows.TRANSLATE_STREAM,
+                            rows.tasks(groups), versions)
+    return keys.hash_ints(np.asarray(epoch_keys, np.uint64).reshape(-1),
+                          arc_rows.TRANSLATE_STREAM)
+
+  def encode_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
+                  indices: np.ndarray, epoch_keys: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Many examples at once (the pipeline's vectorised path): row k is example
+    indices[k] of version versions[k] of group groups[k]. Translation (train
+    split): fixed per (task, version, example) in "version" mode, from the
+    row's `epoch_keys` in "epoch" mode."""
+    rows = self._split_rows(split)
+    groups, versions, indices = (np.asarray(x, np.int64).reshape(-1)
+                                 for x in (groups, versions, indices))
+    rows.check(groups, versions, indices)
+    return rows.encode(groups, versions, indices, self._version_keys(
+        split, rows, groups, versions, epoch_keys))
+
+  def _epoch_keys(self, split: str, n: int,
+                  rng: np.random.Generator | None) -> np.ndarray:
+    key = np.zeros(n, np.uint64)
+    if split == "train" and self.translate == "epoch":
+      if rng is None:
+        raise ValueError("translate='epoch' needs the pipeline's rng")
+      key[:] = rng.integers(0, 2**64, dtype=np.uint64)
+    return key
+
+  def offsets(self, split: str, group: int, version: int,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """int64 [examples, 2]: the top-left (row, column) at which `examples`
+    writes each example of this version (all zeros when not translated)."""
+    n = len(self._group(split, group).pairs)
+    rows = self._split_rows(split)
+    groups, versions = np.full(n, group), np.full(n, version)
+    return rows.offsets(groups, versions, np.arange(n), self._version_keys(
+        split, rows, groups, versions, self._epoch_keys(split, n, rng)))
+
+  def examples(self, split: str, group: int, version: int,
+               rng: np.random.Generator | None = None) -> list[Example]:
+    """The examples of one version, as `encode_rows` encodes them; in "epoch"
+    translation mode `rng` gives the epoch key."""
+    n = len(self._group(split, group).pairs)
+    rows = self.encode_rows(split, np.full(n, group), np.full(n, version),
+                            np.arange(n), self._epoch_keys(split, n, rng))
+    return [Example(inputs=rows["inputs"][i], labels=rows["labels"][i],
+                    puzzle_identifier=int(rows["puzzle_identifiers"][i]),
+                    group=group, version=version, index=i) for i in range(n)]
 
   def notice(self) -> str | None:
     """What a run should say at start about ConceptARC (None: not asked)."""

@@ -31,7 +31,7 @@ import numpy as np
 from recur.data.base import DataError, DatasetInfo, Example
 from recur.files import cached_npz
 from recur.puzzles.csv_rows import report_skipped, require_rows
-from recur.puzzles.dihedral import (NUM_DIHEDRAL, dihedral, dihedral_maps,
+from recur.puzzles.dihedral import (NUM_DIHEDRAL, dihedral, gather_dihedral,
                                     inverse_dihedral)
 
 __all__ = [
@@ -503,7 +503,8 @@ class MazeSource:
                   indices: np.ndarray, epoch_keys: np.ndarray
                   ) -> dict[str, np.ndarray]:
     """Many examples at once (the pipeline's fast path): row k is version
-    versions[k] (a dihedral transform, as one gather) of maze groups[k]."""
+    versions[k] (a dihedral transform: one strided copy per transform id) of
+    maze groups[k]."""
     del epoch_keys  # no per-epoch randomness
     groups = np.asarray(groups, np.int64)
     versions = np.asarray(versions, np.int64)
@@ -515,13 +516,9 @@ class MazeSource:
       raise IndexError(f"{self.info.name}/{split}: group {groups[k]} version "
                        f"{versions[k]} example {indices[k]} out of range")
     m = self.mazes(split)
-    cells = dihedral_maps(self.size)[versions]
-    b = len(groups)
-    return {"inputs": np.take_along_axis(m.inputs[groups].reshape(b, -1), cells,
-                                         1).astype(np.int32),
-            "labels": np.take_along_axis(m.labels[groups].reshape(b, -1), cells,
-                                         1).astype(np.int32),
-            "puzzle_identifiers": np.zeros(b, np.int32)}
+    return {"inputs": gather_dihedral(m.inputs, groups, versions),
+            "labels": gather_dihedral(m.labels, groups, versions),
+            "puzzle_identifiers": np.zeros(len(groups), np.int32)}
 
   def examples(self, split: str, group: int, version: int,
                rng: np.random.Generator | None = None) -> Sequence[Example]:
