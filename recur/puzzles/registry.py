@@ -18,6 +18,7 @@ belongs to: `family_of(source)` reads `source.info.family`.
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any
 
 from recur.puzzles.family import PuzzleFamily
@@ -46,6 +47,9 @@ _modules: dict[str, str] = dict(_BUILTIN)       # family -> module, not yet load
 _loaded: dict[str, PuzzleFamily] = {}           # family -> loaded family
 _source_to_family: dict[str, str] = dict(_BUILTIN_SOURCES)
 TOKENS = "tokens"   # the family of sources that declare none
+# Input threads and grain workers ask for a family the first time at the same
+# moment; the first load must happen once, the others wait for it.
+_lock = threading.RLock()
 
 
 def register_family(family: PuzzleFamily | str, module: str | None = None, *,
@@ -68,6 +72,11 @@ def register_family(family: PuzzleFamily | str, module: str | None = None, *,
   elif not isinstance(family, PuzzleFamily) or module is not None:
     raise TypeError("register_family takes a PuzzleFamily, or a name and the "
                     "module defining FAMILY")
+  with _lock:
+    return _register(family, replace)
+
+
+def _register(family: PuzzleFamily, replace: bool) -> PuzzleFamily:
   name, sources = family.name, tuple(family.sources)
   if not replace:
     if name in _modules or name in _loaded or name == TOKENS:
@@ -111,8 +120,11 @@ def get_family(name: str) -> PuzzleFamily:
     return scoring.TOKENS_FAMILY
   if name in _loaded:
     return _loaded[name]
-  if name in _modules:
-    return _load(name)
+  with _lock:
+    if name in _loaded:       # loaded by another thread while this one waited
+      return _loaded[name]
+    if name in _modules:
+      return _load(name)
   raise ValueError(f"unknown puzzle family {name!r}; known: "
                  f"{', '.join(family_names())}")
 
