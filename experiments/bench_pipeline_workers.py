@@ -60,8 +60,8 @@ class _BuildBatch:
     self.name, self.cache, self.global_batch = name, cache, global_batch
     self.states = states
     self._it = None
-    # Grain may call the map from several threads of a worker (and the family
-    # registry's lazy import is not thread-safe): one batch at a time.
+    # Grain may call the map from several threads of a worker, and the one
+    # iterator is repositioned per batch: one batch at a time.
     self._lock = threading.Lock()
 
   def __getstate__(self):
