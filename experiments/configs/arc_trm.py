@@ -36,9 +36,7 @@ def get_config(variant: str = "demo"):
                 train_subsets=common.placeholder(tuple),
                 test_subsets=common.placeholder(tuple),
                 max_grid_size=common.placeholder(int), max_tasks=common.placeholder(int),
-                skip_bad=False, seed=0, eval_batch_size=0,
-                eval_max_versions=common.placeholder(int),
-                eval_max_batches=common.placeholder(int))
+                skip_bad=False, seed=0, **common.eval_limits())
   c.data = common.ml_collections.ConfigDict(c.data)
   if variant in ("paper", "arc2"):
     c.epochs = 100_000
