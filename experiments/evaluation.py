@@ -150,7 +150,7 @@ def _run_batches(fn, params, batches, source, mesh, max_batches, puzzle_ids,
 
 def eval_batch_count(source, batch_size: int, max_versions: int | None = None,
                      max_batches: int | None = None, split: str = "test",
-                     max_groups: int = 100_000) -> int | None:
+                     max_groups: int = 20_000) -> int | None:
   """Batches of `batch_size` rows an evaluation of `split` runs (the limits
   applied), or None when counting would cost more than a progress line is
   worth (more than `max_groups` groups and no `example_counts`)."""

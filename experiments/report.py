@@ -158,7 +158,12 @@ def _write_pictures(run, pic_dir: str) -> list[str]:
       written.append("accuracy_vs_steps.png")
     return written
   steps = int(run.config.get("pictures_steps", 0) or 0) or 2 * run.cfg.halt_max_steps
-  s = sample_predictions(run, num_steps=steps)
+  rows = int(run.config.get("pictures_max_examples", PICTURES_MAX_EXAMPLES))
+  # Said first: on a CPU with a large model this one batch can take minutes.
+  print(f"Pictures: running {rows} test puzzles for {steps} steps "
+        "(--config.pictures_max_examples, --config.pictures_steps; "
+        "--config.pictures=False skips)", flush=True)
+  s = sample_predictions(run, num_steps=steps, rows=rows)
   cfg, source, meta, out = s["cfg"], s["source"], s["meta"], s["out"]
   if len(meta["mask"]):
     curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
