@@ -7,7 +7,8 @@ workdir:
 
 * curves.png: training loss / exact accuracy from metrics.jsonl;
 * accuracy_vs_steps.png: exact accuracy after each supervision step on the
-  evaluation split, plus the picture sample's run for twice the trained steps;
+  evaluation split, plus the picture sample's run for `pictures_steps`
+  (default twice the trained steps);
 * the puzzle family's pictures (`PuzzleFamily.draw`; none for families
   without one): examples_<family>.png, test puzzles with their prediction
   (and target), and refinement_<family>.png, one test puzzle's prediction
@@ -166,7 +167,7 @@ def _write_pictures(run, pic_dir: str) -> list[str]:
   s = sample_predictions(run, num_steps=steps, rows=rows)
   cfg, source, meta, out = s["cfg"], s["source"], s["meta"], s["out"]
   if len(meta["mask"]):
-    curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
+    curves[f"first {len(meta['mask'])} test puzzles (un-augmented, no voting)"] = \
         out["exact_per_step"].mean(axis=1).tolist()
   if curves:
     viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),

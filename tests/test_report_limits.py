@@ -88,6 +88,17 @@ def test_pictures_read_only_the_limit_whatever_the_dataset(arc_run, tmp_path):
       (small.calls, small.rows, small.groups_read)
 
 
+def test_pictures_steps_below_the_trained_steps(arc_run, tmp_path):
+  # Given pictures_steps=1 on a model trained with halt_max_steps=2,
+  config = arc_run.config.copy_and_resolve_references()
+  config.update(pictures_steps=1, pictures_max_examples=2)
+  assert arc_run.cfg.halt_max_steps == 2
+  run = dataclasses.replace(arc_run, config=config, workdir=str(tmp_path))
+  # the pictures are drawn from that one step.
+  written = report.write_pictures(run)
+  assert {"examples_arc.png", "refinement_arc.png"} <= set(written)
+
+
 def test_sample_is_the_limit_of_distinct_puzzles(arc_run):
   # Given a limit of 2 (fewer than the test inputs of the smoke split).
   run = dataclasses.replace(arc_run, source=CountingSource(arc_run.source, HUGE))
