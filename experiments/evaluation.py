@@ -16,6 +16,13 @@ Switches (`config.eval`):
 * `arc_task_score`: "mean" (TRM's evaluator) or "all" (HRM's notebook: a task
   counts only if all its test inputs are solved).
 
+Limits (`config.data`; the paper variants evaluate everything, the paper's
+number, which takes hours on a CPU): `eval_batch_size` rows per batch (0: the
+training batch), `eval_max_batches` (first N batches; 0/None: all),
+`eval_max_versions` (ARC: the first K augmented versions of each test input).
+A long evaluation prints progress (batches done / total, examples/s, ETA) at
+most every `config.eval.progress_every_s` seconds (0: never).
+
 Not offered: several supervision segments per optimizer update. Neither
 reference does it (TinyRecursiveModels and sapientinc/HRM have only a main
 branch; their pretrain.py calls backward once per segment, and none of their
@@ -30,6 +37,9 @@ keeps the pool in its checkpoints so a resumed run reports the same.
 from __future__ import annotations
 
 import functools
+import itertools
+import sys
+import time
 from typing import Any
 
 import jax
@@ -42,8 +52,8 @@ from recur.data.base import BLANK_PUZZLE_ID
 from recur.data.pipeline import eval_batches, make_global_batch
 from recur.puzzles import registry
 
-__all__ = ["evaluate", "format_eval", "run_eval_batches", "VotePool",
-           "PUZZLE_ID_MODES"]
+__all__ = ["evaluate", "format_eval", "run_eval_batches", "eval_batch_count",
+           "Progress", "VotePool", "PUZZLE_ID_MODES"]
 
 PUZZLE_ID_MODES = ("true", "blank", "random")
 POOL_FORMAT = "recur.eval.pool/1"
@@ -98,22 +108,35 @@ def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,
                      num_steps: int | None = None, max_versions=None,
                      max_batches: int | None = None, keep_steps: bool = False,
                      split: str = "test", puzzle_ids: str = "true",
-                     seed: int = 0):
+                     seed: int = 0, prefetch: int = 2):
   """Yields (host batch incl. group/version/index/mask, host outputs).
   `puzzle_ids` ("true", "blank", "random") picks the identifiers the model is
-  fed; the yielded batch keeps the true ones."""
+  fed; the yielded batch keeps the true ones. With `max_batches` no batch
+  beyond the first `max_batches` is built; `prefetch` batches are built ahead
+  in a thread (0: none), and the input stops when the generator is closed."""
   if puzzle_ids not in PUZZLE_ID_MODES:
     raise ValueError(f"eval.puzzle_ids must be one of {PUZZLE_ID_MODES}, got "
                      f"{puzzle_ids!r}")
   n = num_steps or cfg.halt_max_steps
   fn = _eval_fn(cfg, n, keep_steps, mesh)
   params = jax.device_put(params, sharding.replicated(mesh))
-  for i, local in enumerate(eval_batches(source, batch_size, split=split,
-                                         process_index=jax.process_index(),
-                                         process_count=jax.process_count(),
-                                         max_versions=max_versions)):
-    if max_batches and i >= max_batches:
-      break
+  batches = eval_batches(source, batch_size, split=split,
+                         process_index=jax.process_index(),
+                         process_count=jax.process_count(),
+                         max_versions=max_versions,
+                         # a bounded loop builds no batch it will not use
+                         prefetch=min(prefetch, max_batches - 1) if max_batches
+                         else prefetch)
+  try:
+    yield from _run_batches(fn, params, batches, source, mesh, max_batches,
+                            puzzle_ids, seed)
+  finally:
+    batches.close()   # stops the input thread of a loop left early
+
+
+def _run_batches(fn, params, batches, source, mesh, max_batches, puzzle_ids,
+                 seed):
+  for i, local in enumerate(itertools.islice(batches, max_batches or None)):
     model_in = {k: local[k] for k in ("inputs", "labels", "puzzle_identifiers")}
     model_in["puzzle_identifiers"] = _feed_ids(
         local["puzzle_identifiers"], puzzle_ids,
@@ -123,6 +146,76 @@ def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,
     host = _gather(out)
     meta = _gather({k: np.asarray(v) for k, v in local.items()})
     yield meta, host
+
+
+def eval_batch_count(source, batch_size: int, max_versions: int | None = None,
+                     max_batches: int | None = None, split: str = "test",
+                     max_groups: int = 20_000) -> int | None:
+  """Batches of `batch_size` rows an evaluation of `split` runs (the limits
+  applied), or None when counting would cost more than a progress line is
+  worth (more than `max_groups` groups and no `example_counts`)."""
+  n = source.num_groups(split)
+  if hasattr(source, "example_counts"):
+    counts = np.asarray(source.example_counts(split), np.int64)
+  elif n <= max_groups:
+    # Every version of a group has as many examples as its first one.
+    counts = np.array([len(source.examples(split, g, 0, np.random.default_rng(0)))
+                       for g in range(n)], np.int64)
+  else:
+    return None if not max_batches else int(max_batches)
+  versions = np.array([source.num_versions(split, g) for g in range(n)], np.int64)
+  if max_versions:
+    versions = np.minimum(versions, max_versions)
+  total = -(-int((counts * versions).sum()) // batch_size)
+  return min(total, max_batches) if max_batches else total
+
+
+class Progress:
+  """Progress lines of a long evaluation on process 0, at most one every
+  `every_s` seconds (0: none): batches done / total, examples/s, ETA."""
+
+  def __init__(self, total: int | None, every_s: float = 30.0, out=None):
+    self.total, self.every_s = total, every_s
+    self.out = out or sys.stdout
+    self.batches = self.rows = 0
+    self.lines = 0
+    self._t0 = self._last = time.monotonic()
+
+  def update(self, rows: int) -> None:
+    self.batches += 1
+    self.rows += rows
+    now = time.monotonic()
+    if self.every_s > 0 and now - self._last >= self.every_s:
+      self._last = now
+      self._print(now)
+
+  def done(self) -> None:
+    """A closing line, only after progress lines (short evaluations stay quiet)."""
+    if self.lines:
+      self._print(time.monotonic(), final=True)
+
+  def _print(self, now: float, final: bool = False) -> None:
+    if jax.process_index() != 0:
+      return
+    self.lines += 1
+    elapsed = max(now - self._t0, 1e-9)
+    rate = self.rows / elapsed
+    if final:
+      line = (f"eval: {self.batches} batches, {self.rows} examples in "
+              f"{_clock(elapsed)} ({rate:.1f} examples/s)")
+    elif self.total:
+      left = elapsed / self.batches * max(self.total - self.batches, 0)
+      line = (f"eval: {self.batches}/{self.total} batches "
+              f"({100 * self.batches / self.total:.0f}%), {rate:.1f} examples/s, "
+              f"ETA {_clock(left)}")
+    else:
+      line = f"eval: {self.batches} batches, {rate:.1f} examples/s"
+    print(line, file=self.out, flush=True)
+
+
+def _clock(seconds: float) -> str:
+  s = int(round(seconds))
+  return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _family_evaluator(source, task_score: str):
@@ -150,10 +243,13 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
   count = 0
   early_exact = 0
   early_steps = 0
+  max_versions = max_versions or data.get("eval_max_versions") or None
+  max_batches = data.get("eval_max_batches") or None
+  progress = Progress(eval_batch_count(source, bs, max_versions, max_batches),
+                      float(opts.get("progress_every_s", 30.0) or 0.0))
   for meta, out in run_eval_batches(
       cfg, params, source, mesh, batch_size=bs, num_steps=n,
-      max_versions=max_versions or data.get("eval_max_versions") or None,
-      max_batches=data.get("eval_max_batches") or None,
+      max_versions=max_versions, max_batches=max_batches,
       puzzle_ids=opts.get("puzzle_ids", "true") or "true",
       seed=int(config.get("seed", 0))):
     mask = meta["mask"].astype(bool)
@@ -166,6 +262,8 @@ def evaluate(config, cfg, params, source, mesh, workdir: str | None = None,
     early_exact += int((out["exact_per_step"][first, np.arange(len(first))] & mask).sum())
     early_steps += int(((first + 1) * mask).sum())
     family_eval.add_batch(meta, out)
+    progress.update(int(mask.sum()))
+  progress.done()
   c = max(count, 1)
   res: dict[str, Any] = {
       "eval/count": count,

@@ -7,17 +7,26 @@ workdir:
 
 * curves.png: training loss / exact accuracy from metrics.jsonl;
 * accuracy_vs_steps.png: exact accuracy after each supervision step on the
-  evaluation split, plus a sample of it run for twice the trained steps;
+  evaluation split, plus the picture sample's run for `pictures_steps`
+  (default twice the trained steps);
 * the puzzle family's pictures (`PuzzleFamily.draw`; none for families
   without one): examples_<family>.png, test puzzles with their prediction
   (and target), and refinement_<family>.png, one test puzzle's prediction
   after step 1, 2, ...
 
+The picture sample is bounded whatever the dataset size: the first
+`config.pictures_max_examples` test puzzles (default 8; version 0, the
+un-augmented one, of each), one batch of that many rows, run for
+`config.pictures_steps` segments (0: twice halt_max_steps). Nothing else of
+the test split is read, so its time and memory are those of one such batch.
+
 The final weights, model config and data source come from the run the loop
 returns (nothing is restored or rebuilt). Pictures are skipped with
 `config.pictures = False`, and the model-based ones on multi-host runs
 (evaluating there is a collective the other processes do not join). The report
-runs one small jitted evaluation: a few seconds.
+runs that one small jitted evaluation: seconds on a CPU for tiny models (the
+paper model's full width costs more per row: lower `pictures_max_examples` or
+`pictures_steps` there, or `--config.pictures=False`).
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ import numpy as np
 
 __all__ = ["final_report", "results_table", "write_pictures", "sample_predictions"]
 
-_SAMPLE_ROWS = 64        # rows of the test split run for the pictures
+PICTURES_MAX_EXAMPLES = 8   # default test puzzles run and drawn for the pictures
 
 
 def results_table(final: dict, train: dict | None = None) -> str:
@@ -90,19 +99,29 @@ def final_report(run) -> None:
 
 
 def sample_predictions(run, num_steps: int | None = None,
-                       rows: int = _SAMPLE_ROWS) -> dict[str, Any]:
-  """Runs the run's final weights on the first `rows` test examples (all their
-  augmented versions, in evaluation order) for `num_steps` segments, keeping
-  every step's predictions."""
+                       rows: int | None = None) -> dict[str, Any]:
+  """Runs the run's final weights on the first `rows` test puzzles (default
+  `config.pictures_max_examples`; version 0 of each, in evaluation order) for
+  `num_steps` segments, keeping every step's predictions. One batch: only
+  those rows are read from the source and run."""
   from experiments import evaluation  # pylint: disable=g-import-not-at-top
   cfg, params, source, mesh = run.cfg, run.params, run.source, run.mesh
+  if rows is None:
+    rows = int(run.config.get("pictures_max_examples", PICTURES_MAX_EXAMPLES))
+  if rows < 1:
+    raise ValueError(f"config.pictures_max_examples must be >= 1, got {rows}")
   n_dev = mesh.devices.size
   bs = -(-rows // n_dev) * n_dev
   n = num_steps or cfg.halt_max_steps
-  meta, out = next(iter(evaluation.run_eval_batches(
+  batches = evaluation.run_eval_batches(
       cfg, params, source, mesh, batch_size=bs, num_steps=n, max_batches=1,
-      keep_steps=True)))
+      max_versions=1, keep_steps=True, prefetch=0)
+  try:
+    meta, out = next(batches)
+  finally:
+    batches.close()
   keep = np.asarray(meta["mask"], bool)
+  keep &= np.cumsum(keep) <= rows     # device padding rows beyond the limit
   meta = {k: np.asarray(v)[keep] for k, v in meta.items()}
   out = {k: (np.asarray(v)[:, keep] if np.ndim(v) and np.shape(v)[0] == n
              and k.endswith("per_step") else np.asarray(v)[keep])
@@ -139,10 +158,16 @@ def _write_pictures(run, pic_dir: str) -> list[str]:
                                  trained_steps=len(per_step))
       written.append("accuracy_vs_steps.png")
     return written
-  s = sample_predictions(run, num_steps=2 * run.cfg.halt_max_steps)
+  steps = int(run.config.get("pictures_steps", 0) or 0) or 2 * run.cfg.halt_max_steps
+  rows = int(run.config.get("pictures_max_examples", PICTURES_MAX_EXAMPLES))
+  # Said first: on a CPU with a large model this one batch can take minutes.
+  print(f"Pictures: running {rows} test puzzles for {steps} steps "
+        "(--config.pictures_max_examples, --config.pictures_steps; "
+        "--config.pictures=False skips)", flush=True)
+  s = sample_predictions(run, num_steps=steps, rows=rows)
   cfg, source, meta, out = s["cfg"], s["source"], s["meta"], s["out"]
   if len(meta["mask"]):
-    curves[f"first {len(meta['mask'])} test rows (per row, no voting)"] = \
+    curves[f"first {len(meta['mask'])} test puzzles (un-augmented, no voting)"] = \
         out["exact_per_step"].mean(axis=1).tolist()
   if curves:
     viz.plot_accuracy_vs_steps(curves, os.path.join(pic_dir, "accuracy_vs_steps.png"),
@@ -153,5 +178,7 @@ def _write_pictures(run, pic_dir: str) -> list[str]:
   from recur.puzzles import PredictionSample, family_of  # pylint: disable=g-import-not-at-top
   draw = family_of(source).draw
   if draw is not None:
-    written += draw(source, PredictionSample(meta, out, cfg.halt_max_steps), pic_dir)
+    # pictures_steps may stop before the trained steps: draw the last one run.
+    trained = min(cfg.halt_max_steps, out["preds_per_step"].shape[0])
+    written += draw(source, PredictionSample(meta, out, trained), pic_dir)
   return written

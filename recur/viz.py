@@ -91,8 +91,9 @@ def plot_puzzles(draw, inputs: Sequence[Any], preds: Sequence[Any], path: str,
   return save(fig, path)
 
 
-def choose_rows(sample, num_examples: int = 4) -> tuple[np.ndarray, int]:
-  """Which rows of a `PredictionSample` to draw: (up to `num_examples` rows for
+def choose_rows(sample, num_examples: int | None = None) -> tuple[np.ndarray, int]:
+  """Which rows of a `PredictionSample` to draw: (up to `num_examples` rows,
+  default all (the sample is already as small as the pictures should be), for
   the examples picture, right ones first, one row per puzzle, since ARC rows
   repeat a test input under several augmented versions; the row for the
   refinement picture: one whose answer changes across steps and ends right if

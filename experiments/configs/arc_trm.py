@@ -11,7 +11,9 @@ Variants:
          ARC-AGI-2 (7.8 expected). Add ConceptARC as the paper does (960
          training tasks): `git clone https://github.com/victorvikram/ConceptARC`
          and `--config.data.conceptarc=ConceptARC/corpus`; without it the run
-         says at start that it trains on 800 tasks instead.
+         says at start that it trains on 800 tasks instead. The final
+         evaluation covers all 385,814 test rows; on a CPU bound it and shrink
+         the model: docs/training.md, "Paper variants on a CPU".
   arc2:  the same on ARC-AGI-2.
   demo:  small grids (<= 4x4), a 5x5 canvas, a 64-wide TRM: ~6 minutes on 2
          CPU cores (pass@2 ~0.33 on the 3 evaluation tasks); prints pass@1/2 and exact accuracy per supervision step and
@@ -36,9 +38,7 @@ def get_config(variant: str = "demo"):
                 train_subsets=common.placeholder(tuple),
                 test_subsets=common.placeholder(tuple),
                 max_grid_size=common.placeholder(int), max_tasks=common.placeholder(int),
-                skip_bad=False, seed=0, eval_batch_size=0,
-                eval_max_versions=common.placeholder(int),
-                eval_max_batches=common.placeholder(int))
+                skip_bad=False, seed=0, **common.eval_limits())
   c.data = common.ml_collections.ConfigDict(c.data)
   if variant in ("paper", "arc2"):
     c.epochs = 100_000

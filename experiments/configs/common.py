@@ -4,7 +4,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-__all__ = ["base", "trm_model", "hrm_model", "optim", "placeholder", "tiny", "smoke"]
+__all__ = ["base", "eval_limits", "trm_model", "hrm_model", "optim", "placeholder", "tiny", "smoke"]
 
 placeholder = config_dict.placeholder
 
@@ -28,16 +28,39 @@ def base() -> ml_collections.ConfigDict:
   c.async_checkpointing = True
   c.table_sharding = "replicated"   # or "rows": puzzle table split over devices
   c.prefetch = 2
-  c.pictures = True            # PNGs (curves, examples, refinement) after the run
+  # PNGs (curves, examples, refinement) after the run. Their cost is bounded
+  # whatever the dataset: one batch of the first `pictures_max_examples` test
+  # puzzles run for `pictures_steps` segments (0: twice halt_max_steps).
+  c.pictures = True
+  c.pictures_max_examples = 8
+  c.pictures_steps = 0
   c.max_param_abs = 1e6        # stop if any weight exceeds this (0: no limit)
   c.lock_stale_s = 120.0       # a workdir lock without heartbeat this long is taken over
   c.eval = ml_collections.ConfigDict({
       "num_steps": 0,              # 0 = halt_max_steps
       "puzzle_ids": "true",        # or "blank" / "random": is the model using its id?
       "arc_task_score": "mean",    # TRM's evaluator; "all": HRM's notebook
+      "progress_every_s": 30.0,    # a long evaluation's progress line (0: none)
   })
   c.profile_steps = ""         # "A:B": jax.profiler trace of steps A+1..B into tensorboard/
   return c
+
+
+def eval_limits(**kw) -> dict:
+  """The evaluation limits every data config has (`experiments.evaluation`).
+
+  The defaults evaluate the whole test split, the number a paper reports (ARC:
+  every test input in all its augmented versions, ~385k rows; Sudoku-Extreme:
+  423k puzzles): right on accelerators, hours on a CPU. For a CPU check:
+  `--config.data.eval_max_batches=1 --config.data.eval_batch_size=8`
+  (docs/training.md, "Paper variants on a CPU").
+  """
+  d = dict(
+      eval_batch_size=0,                    # rows per batch; 0: batch_size
+      eval_max_batches=placeholder(int),    # the first N batches; None/0: all
+      eval_max_versions=placeholder(int))   # ARC: first K versions per input
+  d.update(kw)
+  return d
 
 
 def trm_model(**kw) -> ml_collections.ConfigDict:

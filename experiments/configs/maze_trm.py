@@ -29,9 +29,9 @@ def get_config(variant: str = "demo"):
       name="maze", path="", size=30, num_train=1000, num_test=1000,
       # Off as in the reference's build_maze_dataset.py (`aug: bool = False`;
       # its README runs it without --aug although the comment says "8 augments").
-      min_path_length=111, augment=False, seed=0, eval_batch_size=0,
+      min_path_length=111, augment=False, seed=0,
       generated=True,   # False: `path` is required (the paper variant)
-      eval_max_batches=common.placeholder(int)))
+      **common.eval_limits()))
   if variant == "paper":
     c.epochs = 50_000
     c.epochs_per_block = 5_000   # README: eval_interval=5000 -> 65,100 steps

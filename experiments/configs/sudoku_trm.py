@@ -32,7 +32,7 @@ def get_config(variant: str = "demo"):
       num_aug=1000, num_blanks=common.placeholder(int), min_rating=0, seed=0,
       # False: no built-in generator, `path` is required (paper variants).
       generated=True,
-      eval_batch_size=0, eval_max_batches=common.placeholder(int)))
+      **common.eval_limits()))
   if variant in ("paper", "paper_att", "builtin"):
     c.epochs = 50_000
     c.epochs_per_block = 5_000   # README: eval_interval=5000 -> 65,100 steps
