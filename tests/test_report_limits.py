@@ -20,7 +20,7 @@ HUGE = 10**6   # test groups the counting source claims
 
 class CountingSource:
   """A source that claims `groups` test groups (the first ones real) and
-  counts what is read of its test split."""
+  counts what is read of its test split, per example or per batch of rows."""
 
   def __init__(self, base, groups: int):
     self._base, self._groups = base, groups
@@ -38,6 +38,19 @@ class CountingSource:
     if split == "test":
       group %= self._real
     return self._base.num_versions(split, group)
+
+  def example_counts(self, split):
+    counts = self._base.example_counts(split)
+    return np.resize(counts, self._groups) if split == "test" else counts
+
+  def encode_rows(self, split, group, version, index, hashes):
+    # The vectorised path (training's and evaluation's): one call per batch.
+    if split == "test":
+      self.calls += 1
+      self.groups_read.update(int(g) for g in group)
+      assert (group < self._real).all(), f"the picture step read test groups {group}"
+      self.rows += len(group)
+    return self._base.encode_rows(split, group, version, index, hashes)
 
   def examples(self, split, group, version, rng):
     if split == "test":
