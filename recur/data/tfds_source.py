@@ -2,31 +2,38 @@
 
     make_source("tfds", builder="recur_sudoku/smoke", data_dir=DIR)
     make_source("tfds", path=DIR + "/recur_sudoku/smoke/1.0.0")   # or its parent
+    make_source("tfds", path=PREPARED_DIR)      # recur.data.prepared.prepare's
 
 reads the array_record files through `tfds` (`as_data_source`, random access,
 no TensorFlow) and the dataset's metadata.json (version counts, record offsets,
-group names, ARC pairs and augmentations, written by the builder), so the
-pipeline, its exact resume (the iterator state is a position in the group
-order, as for every source), the training loop and the evaluators run on it
-unchanged. From an experiment: `--config.data.name=tfds
---config.data.path=DIR/recur_sudoku/smoke` (options meant for the original
-source, e.g. the config's `box`, are ignored: the dataset was fixed when it was
-built). `gs://` data dirs work wherever tfds/etils can read them.
+group names, the family's attributes and extras, written by the builder), and
+hands back the family's view of it (`PreparedHooks.view`: e.g. ARC's pairs and
+augmentations for its evaluator, Sudoku/Maze read on the pipeline's vectorised
+path), so the pipeline, its exact resume (the iterator state is a position in
+the group order, as for every source), the training loop and the evaluators
+run on it unchanged. From an experiment: `--config.data.source=tfds
+--config.data.name=recur_sudoku/smoke --config.data.data_dir=DIR` (options
+meant for the original source, e.g. the config's `box`, are ignored: the
+dataset was fixed when it was built). `gs://` data dirs work wherever
+tfds/etils can read them.
 
 Examples of a version are the stored ones; `rng` is ignored (ARC train records
-keep the translation drawn at build time, as in `recur.data.prepared`).
+keep the translation drawn at build time, `recur.data.prepared.record_rng`).
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Sequence
 
 import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
-from recur.data.pipeline import StoredRows as _StoredRows
 
 __all__ = ["TfdsSource"]
+
+# What recur.data.prepared wrote before prepared datasets were TFDS datasets.
+_LEGACY_FORMAT = "recur.prepared/1"
 
 _log = logging.getLogger(__name__)
 
@@ -38,21 +45,37 @@ def _resolve_dir(path: str):
   p = epath.Path(path)
   if (p / "dataset_info.json").exists():
     return p
+  if _legacy(p / "metadata.json"):
+    raise DataError(f"{path}: a prepared dataset of format {_LEGACY_FORMAT} "
+                    "(written by an older recur); prepare it again, e.g. "
+                    "`python -m recur.data.prepared --source=NAME --out=DIR ...`, "
+                    "which now writes a TFDS dataset")
+  if not p.is_dir():
+    raise DataError(f"{path}: no such directory")
   versions = sorted((d for d in p.iterdir() if (d / "dataset_info.json").exists()),
                     key=lambda d: tuple(int(x) for x in d.name.split(".")
                                         if x.isdigit()))
   if not versions:
     raise DataError(f"{path}: not a built TFDS dataset (no dataset_info.json "
                     "here or in a version subdirectory); build it with "
-                    "`tfds build` / download_and_prepare (recur.tfds)")
+                    "`python -m recur.tfds build` or recur.data.prepared")
   return versions[-1]
 
 
+def _legacy(metadata) -> bool:
+  try:
+    return json.loads(metadata.read_text()).get("format") == _LEGACY_FORMAT
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
 class TfdsSource:
-  """A `recur.tfds` dataset (recur_arc, recur_sudoku, recur_maze) as a source."""
+  """A `recur.tfds` dataset (recur_arc, recur_sudoku, recur_maze, a prepared
+  one) as a source; `open` wraps it in its family's view."""
 
   def __init__(self, tfds_builder, where: str):
     self.where = where
+    self.path = str(tfds_builder.data_dir)
     self._builder = tfds_builder
     meta = tfds_builder.info.metadata
     if not meta or "info" not in meta or "splits" not in meta:
@@ -67,12 +90,12 @@ class TfdsSource:
                               family=str(info.get("family", "")))
     except (KeyError, TypeError) as e:
       raise DataError(f"{where}: metadata.json field 'info': {e}") from e
-    for k, v in dict(meta.get("attributes", {})).items():
-      setattr(self, k, tuple(v) if isinstance(v, list) else v)
+    self.attributes: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in dict(meta.get("attributes", {})).items()}
     self.metadata = meta
     self._splits: dict[str, dict[str, Any]] = {}
     self._sources: dict[str, Any] = {}
-    self._arc = bool(meta.get("arc"))
     for split in self.info.splits:
       m = meta["splits"].get(split)
       if m is None:
@@ -89,9 +112,7 @@ class TfdsSource:
                         f"metadata.json says {int(offsets[-1])}")
       self._splits[split] = {"versions": versions, "offsets": offsets,
                              "first": first, "names": list(m["group_names"]),
-                             "augs": m.get("augmentations"),
-                             "pairs": m.get("pairs")}
-    self._pair_cache: dict[tuple[str, int], tuple[Any, ...]] = {}
+                             "entry": m}
 
   @classmethod
   def open(cls, path: str | None = None, *, builder: str | None = None,
@@ -100,7 +121,7 @@ class TfdsSource:
     `make_source("tfds", path=BUILT_DIR)`; other options are logged and ignored."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     if ignored:
-      _log.info("tfds dataset ignores source options %s", sorted(ignored))
+      _log.warning("tfds dataset ignores source options %s", sorted(ignored))
     if builder:
       import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
       b = tfds.builder(builder, data_dir=data_dir)
@@ -117,14 +138,9 @@ class TfdsSource:
       raise ValueError("the tfds source needs builder=NAME/CONFIG (with "
                        "data_dir) or path=<built dataset directory>")
     src = cls(b, where)
-    # A family whose stored copies read on the vectorised path (its prepared
-    # view is a StoredRows) gets the same here, so TFDS batches equal the
-    # original source's.
     from recur.puzzles import registry  # pylint: disable=g-import-not-at-top
     view = registry.family_of(src).prepared.view
-    if isinstance(view, type) and issubclass(view, _StoredRows):
-      return StoredTfdsSource(b, where)
-    return src
+    return src if view is None else view(src)
 
   # -- PuzzleSource ---------------------------------------------------------
 
@@ -135,7 +151,10 @@ class TfdsSource:
 
   def _records(self, split: str):
     if split not in self._sources:
-      self._sources[split] = self._builder.as_data_source(split=split)
+      try:
+        self._sources[split] = self._builder.as_data_source(split=split)
+      except (OSError, RuntimeError, ValueError) as e:
+        raise DataError(f"{self.where}: split {split} unreadable: {e}") from e
     return self._sources[split]
 
   def num_groups(self, split: str) -> int:
@@ -159,7 +178,11 @@ class TfdsSource:
     lo, hi = int(s["offsets"][r]), int(s["offsets"][r + 1])
     ds = self._records(split)
     keys = list(range(lo, hi))
-    recs = ds.__getitems__(keys) if hasattr(ds, "__getitems__") else [ds[k] for k in keys]
+    try:
+      recs = ds.__getitems__(keys) if hasattr(ds, "__getitems__") else [ds[k] for k in keys]
+    except (OSError, RuntimeError, ValueError) as e:
+      raise DataError(f"{self.where}: {split} records {lo}..{hi - 1} unreadable: "
+                      f"{e or 'corrupt'}") from e
     out = []
     for rec in recs:
       if (int(rec["group"]), int(rec["version"])) != (group, version):
@@ -176,43 +199,27 @@ class TfdsSource:
     return self._split(split)["names"][group]
 
   def describe(self) -> dict[str, Any]:
-    return {"name": self.info.name, "tfds": self.where,
+    info = self._builder.info
+    return {"name": self.info.name, "path": self.path,
+            "tfds": f"{info.full_name}",
             "source": dict(self.metadata.get("describe", {})),
+            "seed": self.metadata.get("seed"),
+            "max_versions": self.metadata.get("max_versions"),
             "splits": {s: {"groups": self.num_groups(s),
-                           "records": int(self._splits[s]["offsets"][-1])}
-                       for s in self._splits}}
+                           "versions": int(d["first"][-1]),
+                           "records": int(d["offsets"][-1])}
+                       for s, d in self._splits.items()}}
 
-  # -- ARC evaluator helpers (as ArcSource / PreparedSource) ----------------
+  def close(self) -> None:
+    self._sources.clear()
 
-  def _need_arc(self) -> None:
-    if not self._arc:
-      raise ValueError(f"{self.where} was not built from an ARC source")
+  # -- what the family stored beside the examples (its PreparedHooks) -------
 
-  def task_id(self, split: str, group: int) -> str:
-    self._need_arc()
-    return self.group_name(split, group)
+  def row(self, split: str, group: int, version: int) -> int:
+    """The stored version's row, in record order (per-version extras)."""
+    return self._row(split, group, version)
 
-  def scored_task_ids(self, split: str = "test") -> list[str]:
-    self._need_arc()
-    return list(self._split(split)["names"])
-
-  def pairs(self, split: str, group: int) -> tuple[Any, ...]:
-    self._need_arc()
-    from recur.puzzles.arc.source import ArcPair  # pylint: disable=g-import-not-at-top
-    key = (split, group)
-    if key not in self._pair_cache:
-      self._pair_cache[key] = tuple(
-          ArcPair(np.asarray(i, np.uint8), None if o is None else np.asarray(o, np.uint8))
-          for i, o in self._split(split)["pairs"][group])
-    return self._pair_cache[key]
-
-  def augmentation(self, split: str, group: int, version: int):
-    self._need_arc()
-    from recur.puzzles.arc import augment as aa  # pylint: disable=g-import-not-at-top
-    row = self._split(split)["augs"][self._row(split, group, version)]
-    return aa.Augmentation(int(row[0]), tuple(int(c) for c in row[1:]))
-
-
-class StoredTfdsSource(_StoredRows, TfdsSource):
-  """A TfdsSource of a family whose batches come from the vectorised path."""
-
+  def extras(self, split: str) -> dict[str, Any]:
+    """The split's entry of metadata.json (what `PreparedHooks.write` added,
+    beside num_versions, record_offsets and group_names)."""
+    return self._split(split)["entry"]
