@@ -200,3 +200,6 @@ def test_tfds_command_needs_tensorflow_so_recur_tfds_build_stands_in(tmp_path):
                        capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode != 0, "tfds build works without TensorFlow now: update README"
   assert "No module named 'tensorflow'" in out.stderr, out.stderr[-2000:]
+  # The same arguments to python -m recur.tfds build work, without TensorFlow.
+  _build(str(tmp_path), "--imports=recur.tfds", "--datasets=recur_sudoku/smoke")
+  assert os.path.isfile(tmp_path / "recur_sudoku" / "smoke" / "1.0.0" / "dataset_info.json")
