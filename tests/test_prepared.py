@@ -156,6 +156,24 @@ class PreparedTest(absltest.TestCase):
         for k in x:
           np.testing.assert_array_equal(x[k], y[k])
 
+  def test_rows_of_a_batch_are_read_in_one_call_and_checked(self):
+    # The Sudoku view's encode_rows (one batched read) gives the rows that
+    # examples() gives one version at a time, and refuses rows not stored.
+    ds = prepared.open_prepared(self.sudoku_dir)
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 8, 20)
+    versions = rng.integers(0, 4, 20)
+    got = ds.encode_rows("train", groups, versions, np.zeros(20, np.int64), None)
+    for k, (g, v) in enumerate(zip(groups, versions)):
+      want = self.sudoku.examples("train", int(g), int(v), None)[0]
+      np.testing.assert_array_equal(got["inputs"][k], want.inputs)
+      np.testing.assert_array_equal(got["labels"][k], want.labels)
+      self.assertEqual(got["puzzle_identifiers"][k], want.puzzle_identifier)
+    np.testing.assert_array_equal(ds.example_counts("test"), np.ones(4))
+    for bad in ((0, 4, 0), (0, 0, 1), (0, -1, 0)):
+      with self.subTest(bad=bad), self.assertRaises(IndexError):
+        ds.encode_rows("train", *(np.array([x]) for x in bad), None)
+
   def test_arc_evaluator_scores_a_prepared_source(self):
     # Given oracle predictions from the prepared ARC test split,
     # Then ArcEvaluator on the prepared source solves everything and writes the

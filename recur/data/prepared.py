@@ -52,7 +52,8 @@ import numpy as np
 
 from recur.data.base import Example
 
-__all__ = ["prepare", "record_rng", "PreparedView", "open_prepared", "main"]
+__all__ = ["prepare", "record_rng", "PreparedView", "PreparedRows",
+           "open_prepared", "main"]
 
 _log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def prepare(source, out_dir: str, *, splits: Sequence[str] | None = None,
   Returns:
     The dataset directory, absolute when local.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from recur.data.tfds_source import import_tfds  # pylint: disable=g-import-not-at-top
+  tfds = import_tfds()
   from etils import epath  # pylint: disable=g-import-not-at-top
   from recur.tfds.builders import PuzzleConfig, RecurPrepared  # pylint: disable=g-import-not-at-top
   out = epath.Path(out_dir if "://" in str(out_dir) else os.path.abspath(out_dir))
@@ -152,6 +154,24 @@ class PreparedView:
 
   def close(self) -> None:
     self.stored.close()
+
+
+class PreparedRows(PreparedView):
+  """The vectorised input path (`example_counts`, `encode_rows`) for the view
+  of a family whose original takes it (Sudoku, Maze): the pipeline then plans
+  the same rows for the stored copy as for the original, so the copy gives
+  the original's batches; a batch's rows are read in one call."""
+
+  def example_counts(self, split: str) -> np.ndarray:
+    """Examples of version 0 of each group (every version stores as many)."""
+    return self.stored.example_counts(split)
+
+  def encode_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
+                  indices: np.ndarray, epoch_keys: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Rows k = stored example indices[k] of (groups[k], versions[k])."""
+    del epoch_keys  # stored examples carry no per-epoch randomness
+    return self.stored.read_rows(split, groups, versions, indices)
 
 
 def open_prepared(path: str | None = None, **ignored: Any):

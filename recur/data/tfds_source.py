@@ -30,12 +30,22 @@ import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
 
-__all__ = ["TfdsSource"]
+__all__ = ["TfdsSource", "import_tfds"]
 
 # What recur.data.prepared wrote before prepared datasets were TFDS datasets.
 _LEGACY_FORMAT = "recur.prepared/1"
 
 _log = logging.getLogger(__name__)
+
+
+def import_tfds():
+  """tensorflow_datasets, or an ImportError saying which extra installs it."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("stored (TFDS) datasets need tensorflow-datasets: pip "
+                      "install 'recur[tfds]' (TensorFlow is not needed)") from e
+  return tfds
 
 
 def _resolve_dir(path: str):
@@ -119,7 +129,7 @@ class TfdsSource:
            data_dir: str | None = None, **ignored: Any) -> "TfdsSource":
     """`make_source("tfds", builder=NAME/CONFIG, data_dir=DIR)` or
     `make_source("tfds", path=BUILT_DIR)`; other options are logged and ignored."""
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds = import_tfds()
     if ignored:
       _log.warning("tfds dataset ignores source options %s", sorted(ignored))
     if builder:
@@ -176,13 +186,7 @@ class TfdsSource:
     s = self._split(split)
     r = self._row(split, group, version)
     lo, hi = int(s["offsets"][r]), int(s["offsets"][r + 1])
-    ds = self._records(split)
-    keys = list(range(lo, hi))
-    try:
-      recs = ds.__getitems__(keys) if hasattr(ds, "__getitems__") else [ds[k] for k in keys]
-    except (OSError, RuntimeError, ValueError) as e:
-      raise DataError(f"{self.where}: {split} records {lo}..{hi - 1} unreadable: "
-                      f"{e or 'corrupt'}") from e
+    recs = self._read(split, list(range(lo, hi)))
     out = []
     for rec in recs:
       if (int(rec["group"]), int(rec["version"])) != (group, version):
@@ -194,6 +198,49 @@ class TfdsSource:
                          puzzle_identifier=int(rec["puzzle_identifier"]),
                          group=group, version=version, index=int(rec["index"])))
     return out
+
+  def example_counts(self, split: str) -> np.ndarray:
+    """Examples of version 0 of each group, from the record offsets (no reads;
+    `recur.data.prepared.PreparedRows` serves it where every version of a group
+    holds as many)."""
+    s = self._split(split)
+    return np.diff(s["offsets"])[s["first"][:-1]]
+
+  def read_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
+                indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows k = stored example indices[k] of (groups[k], versions[k]), read in
+    one batch (inputs, labels [K, seq_len] and puzzle_identifiers [K])."""
+    s = self._split(split)
+    groups, versions, indices = (np.asarray(a, np.int64)
+                                 for a in (groups, versions, indices))
+    if len(groups) and ((versions < 0).any() or (versions >= np.asarray(
+        s["versions"], np.int64)[groups]).any()):
+      raise IndexError(f"{self.where}: {split} version out of range")
+    rows = s["first"][groups] + versions
+    keys = s["offsets"][rows] + indices
+    if len(keys) and ((indices < 0).any() or (keys >= s["offsets"][rows + 1]).any()):
+      raise IndexError(f"{self.where}: {split} example index out of range")
+    recs = self._read(split, keys.tolist())
+    got = np.array([[r["group"], r["version"]] for r in recs], np.int64).reshape(-1, 2)
+    if not np.array_equal(got, np.stack([groups, versions], 1)):
+      raise DataError(f"{self.where}: {split} records {keys.tolist()} are not "
+                      "the (group, version)s metadata.json files them under")
+    seq = self.info.seq_len
+    return {"inputs": np.stack([r["inputs"] for r in recs]).astype(np.int32)
+                      if recs else np.zeros((0, seq), np.int32),
+            "labels": np.stack([r["labels"] for r in recs]).astype(np.int32)
+                      if recs else np.zeros((0, seq), np.int32),
+            "puzzle_identifiers": np.array([r["puzzle_identifier"] for r in recs],
+                                           np.int32)}
+
+  def _read(self, split: str, keys: list[int]) -> list[Any]:
+    ds = self._records(split)
+    try:
+      return ds.__getitems__(keys) if hasattr(ds, "__getitems__") else [ds[k] for k in keys]
+    except (OSError, RuntimeError, ValueError) as e:
+      span = f"{keys[0]}..{keys[-1]}" if keys else "none"
+      raise DataError(f"{self.where}: {split} records {span} unreadable: "
+                      f"{e or 'corrupt'}") from e
 
   def group_name(self, split: str, group: int) -> str:
     return self._split(split)["names"][group]
