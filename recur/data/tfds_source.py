@@ -108,10 +108,13 @@ class TfdsSource:
     self._sources: dict[str, Any] = {}
     for split in self.info.splits:
       m = meta["splits"].get(split)
-      if m is None:
-        raise DataError(f"{where}: metadata.json splits.{split} missing")
-      versions = [int(n) for n in m["num_versions"]]
-      offsets = np.asarray(m["record_offsets"], np.int64)
+      try:
+        versions = [int(n) for n in m["num_versions"]]
+        offsets = np.asarray(m["record_offsets"], np.int64)
+        names = list(m["group_names"])
+      except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{where}: metadata.json field 'splits.{split}' missing "
+                        f"or malformed: {e!r}") from e
       first = np.concatenate([[0], np.cumsum(versions)]).astype(np.int64)
       if len(offsets) != first[-1] + 1:
         raise DataError(f"{where}: metadata.json splits.{split}: "
@@ -121,14 +124,15 @@ class TfdsSource:
         raise DataError(f"{where}: split {split} has {n_records} records, "
                         f"metadata.json says {int(offsets[-1])}")
       self._splits[split] = {"versions": versions, "offsets": offsets,
-                             "first": first, "names": list(m["group_names"]),
+                             "first": first, "names": names,
                              "entry": m}
 
   @classmethod
   def open(cls, path: str | None = None, *, builder: str | None = None,
-           data_dir: str | None = None, **ignored: Any) -> "TfdsSource":
+           data_dir: str | None = None, **ignored: Any) -> Any:
     """`make_source("tfds", builder=NAME/CONFIG, data_dir=DIR)` or
-    `make_source("tfds", path=BUILT_DIR)`; other options are logged and ignored."""
+    `make_source("tfds", path=BUILT_DIR)`, in its family's view
+    (`PreparedHooks.view`); other options are logged and ignored."""
     tfds = import_tfds()
     if ignored:
       _log.warning("tfds dataset ignores source options %s", sorted(ignored))
@@ -137,9 +141,8 @@ class TfdsSource:
       b = tfds.builder(builder, data_dir=data_dir)
       where = f"{builder} in {b.data_dir}"
       if not b.is_prepared():
-        raise DataError(f"{where}: not built; run `tfds build "
-                        f"--imports=recur.tfds --datasets={builder} "
-                        f"--data_dir={data_dir}`")
+        raise DataError(f"{where}: not built; run `python -m recur.tfds build "
+                        f"{builder} --data_dir={data_dir}`")
     elif path:
       d = _resolve_dir(path)
       b = tfds.builder_from_directory(d)

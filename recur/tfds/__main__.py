@@ -1,8 +1,8 @@
 """`python -m recur.tfds build DATASET[/CONFIG] --data_dir=DIR [--manual_dir=...]`
 
-The `tfds build` command without TensorFlow: tensorflow-datasets 4.9's `tfds`
-entry point imports TensorFlow for its `convert_format` command, so it fails
-where TensorFlow is not installed; this runs the same `build` command (same
+The `tfds build` command without TensorFlow: tensorflow-datasets' `tfds` entry
+point (4.9.10) imports TensorFlow for its `convert_format` command, so it fails
+where TensorFlow is not installed (tests/test_tfds.py checks this); this runs the same `build` command (same
 options: --data_dir, --manual_dir, --config, --overwrite, ...; see `tfds build
 --help` where TF is installed) with `--imports=recur.tfds` added, so the recur
 builders are found. With TensorFlow installed, `tfds build --imports=recur.tfds
