@@ -101,14 +101,19 @@ def _stored_source(name: str, stored: str, data_dir: str, path: str):
         "it empty to build `config.data.name` itself)" if stored else
         f"config.data.data_dir={data_dir!r} is where built TFDS datasets are: add "
         "--config.data.source=tfds --config.data.name=BUILDER/CONFIG")
+  # array_record reads local files only (without TensorFlow): a dataset in a
+  # bucket is copied once into the cache (experiments.paths.local_copy).
   if path:
-    return make_source("tfds", path=path)
+    return make_source("tfds", path=paths.local_copy(path))
   if not data_dir or "/" not in name and name in data_source_names():
     raise RunError(
         "config.data.source=tfds reads a built TFDS dataset: pass "
         "--config.data.name=BUILDER/CONFIG (e.g. recur_sudoku/smoke) and "
         "--config.data.data_dir=DIR (or --config.data.path=DATASET_DIR); build it "
         "with `python -m recur.tfds build BUILDER/CONFIG --data_dir=DIR`")
+  if paths.is_url(data_dir):
+    from recur.data.tfds_source import built_dir  # pylint: disable=g-import-not-at-top
+    return make_source("tfds", path=paths.local_copy(built_dir(name, data_dir)))
   return make_source("tfds", builder=name, data_dir=data_dir)
 
 

@@ -80,48 +80,72 @@ def prepare(source, out_dir: str, *, splits: Sequence[str] | None = None,
 
   Args:
     source: any `PuzzleSource`.
-    out_dir: the dataset directory (local or any path tfds writes, gs://...).
+    out_dir: the dataset directory, local or a URL (gs://...: built in a local
+      temp directory, then uploaded with dataset_info.json last, since
+      array_record writes local files only).
     splits: the splits to write (default: all of `source.info.splits`).
     max_versions: store the first `max_versions` versions of each group
       (default: all).
-    overwrite: replace an existing dataset at `out_dir` (TFDS deletes it first).
+    overwrite: replace an existing dataset at `out_dir` (it is deleted first).
     seed: seeds the rng handed to `source.examples` (see `record_rng`).
 
   Returns:
     The dataset directory, absolute when local.
   """
   from recur.data.tfds_source import import_tfds  # pylint: disable=g-import-not-at-top
-  tfds = import_tfds()
   from etils import epath  # pylint: disable=g-import-not-at-top
+  tfds = import_tfds()
   from recur.tfds.builders import PuzzleConfig, RecurPrepared  # pylint: disable=g-import-not-at-top
-  out = epath.Path(out_dir if "://" in str(out_dir) else os.path.abspath(out_dir))
-  if out.exists():
-    if not out.is_dir():
-      raise FileExistsError(f"{out}: exists and is not a directory")
-    if (out / "dataset_info.json").exists():
-      if not overwrite:
-        raise FileExistsError(f"{out}: a prepared dataset already exists "
-                              "(pass overwrite=True to replace it)")
-    elif any(out.iterdir()):
-      raise FileExistsError(f"{out}: a non-empty directory that is not a "
-                            "prepared dataset; refusing to replace it")
-    else:
-      out.rmdir()  # TFDS would take an empty directory for a built dataset
+  remote = "://" in os.fspath(out_dir)
+  out = epath.Path(out_dir if remote else os.path.abspath(out_dir))
+  _check_target(out, overwrite)
   info = source.info
   config = PuzzleConfig(
       name=_config_name(info.name), description=f"{info.name} by recur.data.prepared",
       source_object=source, seed=seed, max_versions=max_versions,
       splits=None if splits is None else tuple(splits))
-  builder = RecurPrepared(config=config, data_dir=os.fspath(out))
   mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite else
           tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
   # Nothing is downloaded, but TFDS would leave an empty downloads/ folder
   # beside the dataset.
   with tempfile.TemporaryDirectory(prefix="recur-prepare-") as scratch:
-    builder.download_and_prepare(
-        download_dir=scratch,
+    local = os.path.join(scratch, "dataset") if remote else os.fspath(out)
+    RecurPrepared(config=config, data_dir=local).download_and_prepare(
+        download_dir=os.path.join(scratch, "downloads"),
         download_config=tfds.download.DownloadConfig(download_mode=mode))
+    if remote:
+      _upload(epath.Path(local), out)
   return os.fspath(out)
+
+
+def _check_target(out, overwrite: bool) -> None:
+  """Refuses a dataset without `overwrite` and any other non-empty directory;
+  removes what will be replaced."""
+  if not out.exists():
+    return
+  if not out.is_dir():
+    raise FileExistsError(f"{out}: exists and is not a directory")
+  if (out / "dataset_info.json").exists():
+    if not overwrite:
+      raise FileExistsError(f"{out}: a prepared dataset already exists "
+                            "(pass overwrite=True to replace it)")
+  elif any(out.iterdir()):
+    raise FileExistsError(f"{out}: a non-empty directory that is not a "
+                          "prepared dataset; refusing to replace it")
+  else:
+    out.rmdir()  # TFDS would take an empty directory for a built dataset
+
+
+def _upload(local, out) -> None:
+  """Copies a built dataset directory to `out`, dataset_info.json last (its
+  presence is what makes a directory a dataset, so a partial upload never
+  loads)."""
+  if out.exists():
+    out.rmtree()
+  out.mkdir(parents=True, exist_ok=True)
+  files = sorted(local.iterdir(), key=lambda p: p.name == "dataset_info.json")
+  for f in files:
+    f.copy(out / f.name)
 
 
 class PreparedView:

@@ -30,7 +30,7 @@ import numpy as np
 
 from recur.data.base import DataError, DatasetInfo, Example
 
-__all__ = ["TfdsSource", "import_tfds"]
+__all__ = ["TfdsSource", "import_tfds", "built_dir"]
 
 # What recur.data.prepared wrote before prepared datasets were TFDS datasets.
 _LEGACY_FORMAT = "recur.prepared/1"
@@ -46,6 +46,18 @@ def import_tfds():
     raise ImportError("stored (TFDS) datasets need tensorflow-datasets: pip "
                       "install 'recur[tfds]' (TensorFlow is not needed)") from e
   return tfds
+
+
+def built_dir(builder: str, data_dir: str | None) -> str:
+  """The directory of built dataset `builder` (NAME/CONFIG[:VERSION]) in
+  `data_dir`; DataError when it is not built there."""
+  tfds = import_tfds()
+  import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
+  b = tfds.builder(builder, data_dir=data_dir)
+  if not b.is_prepared():
+    raise DataError(f"{builder} in {b.data_dir}: not built; run `python -m "
+                    f"recur.tfds build {builder} --data_dir={data_dir}`")
+  return str(b.data_dir)
 
 
 def _resolve_dir(path: str):
@@ -137,12 +149,9 @@ class TfdsSource:
     if ignored:
       _log.warning("tfds dataset ignores source options %s", sorted(ignored))
     if builder:
-      import recur.tfds  # pylint: disable=g-import-not-at-top,unused-import
-      b = tfds.builder(builder, data_dir=data_dir)
-      where = f"{builder} in {b.data_dir}"
-      if not b.is_prepared():
-        raise DataError(f"{where}: not built; run `python -m recur.tfds build "
-                        f"{builder} --data_dir={data_dir}`")
+      d = built_dir(builder, data_dir)
+      b = tfds.builder_from_directory(d)
+      where = f"{builder} in {d}"
     elif path:
       d = _resolve_dir(path)
       b = tfds.builder_from_directory(d)
