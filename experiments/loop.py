@@ -93,8 +93,7 @@ def build_source(config: ml_collections.ConfigDict):
 def _stored_source(name: str, stored: str, data_dir: str, path: str):
   """`--config.data.source=tfds`: `name` is a built TFDS dataset (e.g.
   recur_sudoku/smoke) in `data_dir`, or `path` is its directory (a `prepare`d
-  one included); the source options of the config are ignored (logged). gs://
-  is read in place by tfds."""
+  one included); the source options of the config are not used."""
   if stored != "tfds":
     raise RunError(
         f"config.data.source={stored!r}: the only stored source is 'tfds' (leave "
