@@ -55,6 +55,7 @@ from experiments.workdir_lock import WorkdirLock
 from experiments.writers import MetricsWriter, Progress, write_json_atomic
 from recur import checkpoint, checks, fingerprint, models, sharding, train
 from recur.data import make_source
+from recur.data import source_names as data_source_names
 from recur.data.pipeline import TrainIterator, make_global_batch
 
 __all__ = ["run", "Run", "build_source", "build_model_config", "RunError"]
@@ -71,6 +72,9 @@ def build_source(config: ml_collections.ConfigDict):
   name = d.pop("name")
   for k in ("eval_batch_size", "eval_max_versions", "eval_max_batches"):
     d.pop(k, None)
+  stored, data_dir = d.pop("source", "") or "", d.pop("data_dir", "") or ""
+  if stored or data_dir:
+    return _stored_source(name, stored, data_dir, d.get("path") or "")
   # `generated=False` (the paper variants): the run needs the published files.
   generated = d.pop("generated", None)
   d = {k: v for k, v in d.items() if v is not None}
@@ -84,6 +88,32 @@ def build_source(config: ml_collections.ConfigDict):
   else:
     d["path"] = paths.local_copy(d["path"])  # gs://... is downloaded once
   return make_source(name, **d)
+
+
+def _stored_source(name: str, stored: str, data_dir: str, path: str):
+  """`--config.data.source=tfds`: `name` is a built TFDS dataset (e.g.
+  recur_sudoku/smoke) in `data_dir`, or `path` is its directory (a `prepare`d
+  one included); the source options of the config are not used."""
+  if stored != "tfds":
+    raise RunError(
+        f"config.data.source={stored!r}: the only stored source is 'tfds' (leave "
+        "it empty to build `config.data.name` itself)" if stored else
+        f"config.data.data_dir={data_dir!r} is where built TFDS datasets are: add "
+        "--config.data.source=tfds --config.data.name=BUILDER/CONFIG")
+  # array_record reads local files only (without TensorFlow): a dataset in a
+  # bucket is copied once into the cache (experiments.paths.local_copy).
+  if path:
+    return make_source("tfds", path=paths.local_copy(path))
+  if not data_dir or "/" not in name and name in data_source_names():
+    raise RunError(
+        "config.data.source=tfds reads a built TFDS dataset: pass "
+        "--config.data.name=BUILDER/CONFIG (e.g. recur_sudoku/smoke) and "
+        "--config.data.data_dir=DIR (or --config.data.path=DATASET_DIR); build it "
+        "with `python -m recur.tfds build BUILDER/CONFIG --data_dir=DIR`")
+  if paths.is_url(data_dir):
+    from recur.data.tfds_source import built_dir  # pylint: disable=g-import-not-at-top
+    return make_source("tfds", path=paths.local_copy(built_dir(name, data_dir)))
+  return make_source("tfds", builder=name, data_dir=data_dir)
 
 
 def build_model_config(config: ml_collections.ConfigDict, info, num_devices: int = 1):

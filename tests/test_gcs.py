@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -162,3 +163,45 @@ def test_paths_on_the_emulator(gcs, tmp_path, monkeypatch):
   assert paths.local_copy(base + "/data") == local
   with pytest.raises(FileNotFoundError, match="paths/nope"):
     paths.local_copy(base + "/nope")
+
+
+@needs_emulator
+def test_tfds_datasets_in_a_bucket(gcs, tmp_path, monkeypatch):
+  # array_record writes and reads local files only (without TensorFlow), so:
+  # Given a builder's smoke built locally and published to the bucket, and a
+  # source prepared straight to the bucket (built locally, then uploaded),
+  from etils import epath
+  from experiments import loop
+  from experiments.configs import sudoku_trm
+  from recur.data import make_source, prepared
+  monkeypatch.setenv("RECUR_CACHE", str(tmp_path / "cache"))
+  bucket = f"gs://{gcs_emulator.BUCKET}"
+  env = _env(gcs, tmp_path / "cache")
+
+  def build(*args):
+    return subprocess.run([sys.executable, "-m", "recur.tfds", "build",
+                           "recur_sudoku/smoke", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+  out = build(f"--data_dir={tmp_path / 'local'}", f"--publish_dir={bucket}/tfds")
+  assert out.returncode == 0, out.stderr[-3000:]
+  src = make_source("sudoku", box=(2, 2), num_train=8, num_test=4, num_aug=3,
+                    num_blanks=6, seed=1)
+  path = prepared.prepare(src, f"{bucket}/prep/sx")
+  assert (epath.Path(path) / "dataset_info.json").exists()
+  # when a run's config names them, then it reads them (copied once into the
+  # cache) with the examples of the original source;
+  c = sudoku_trm.get_config("smoke")
+  c.data.update(source="tfds", name="recur_sudoku/smoke", data_dir=f"{bucket}/tfds")
+  published = loop.build_source(c)
+  assert published.path.startswith(str(tmp_path / "cache"))
+  assert published.box == (2, 2) and published.num_groups("train") == 32
+  c = sudoku_trm.get_config("smoke")
+  c.data.update(source="tfds", path=path)
+  stored = loop.build_source(c)
+  for v in range(4):
+    np.testing.assert_array_equal(stored.examples("train", 1, v)[0].inputs,
+                                  src.examples("train", 1, v, None)[0].inputs)
+  # and building into the bucket directly is refused, naming --publish_dir.
+  out = build(f"--data_dir={bucket}/direct")
+  assert out.returncode != 0 and "--publish_dir" in out.stderr

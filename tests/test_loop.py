@@ -47,6 +47,14 @@ def comparable(rows):
 
 @pytest.mark.parametrize("name", ["sudoku_trm", "arc_trm"])
 def test_sigkill_resume_matches_uninterrupted(tmp_path, name):
+  check_sigkill_resume(tmp_path, name)
+
+
+def check_sigkill_resume(tmp_path, name, *data_over, ref_data_over=None):
+  """A run of `name` killed after its second checkpoint and started again with
+  the same command ends with the metrics of a run that never stopped (that
+  run with `ref_data_over` instead of `data_over` when given: e.g. the
+  generator as the reference of a stored copy)."""
   # (The issue's check uses 60 steps / checkpoints every 20; half of it here to
   # keep CI short.) A wider model so that the 10 steps after the second
   # checkpoint take long enough (seconds) to kill the run between them;
@@ -56,7 +64,8 @@ def test_sigkill_resume_matches_uninterrupted(tmp_path, name):
           "--config.model.hidden_size=128", "--config.model.H_cycles=3",
           "--config.model.L_cycles=4"]
   ref = tmp_path / "ref"
-  run_exp(name, ref, *over)
+  run_exp(name, ref, *over, *(data_over if ref_data_over is None else ref_data_over))
+  over += list(data_over)
 
   # Given a run killed with SIGKILL after its second checkpoint...
   killed = tmp_path / "killed"

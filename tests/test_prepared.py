@@ -1,5 +1,5 @@
-"""Tests for recur.data.prepared: ArrayRecord round trips, atomic builds, errors."""
-import fcntl
+"""Tests for recur.data.prepared: sources stored as TFDS datasets (round trips,
+the generator's batches, evaluators, interrupted builds, errors)."""
 import json
 import os
 import shutil
@@ -33,27 +33,6 @@ def _assert_same_example(test, a, b):
   np.testing.assert_array_equal(a.labels, b.labels)
   test.assertEqual((a.puzzle_identifier, a.group, a.version, a.index),
                    (b.puzzle_identifier, b.group, b.version, b.index))
-
-
-class _FailingWriter:
-  """Stands in for ArrayRecordWriter and fails after `limit` records."""
-
-  def __init__(self, real, limit):
-    self._real, self._limit = real, limit
-
-  def write(self, record):
-    if self._limit == 0:
-      raise KeyboardInterrupt("simulated interruption")
-    self._limit -= 1
-    self._real.write(record)
-
-  def close(self):
-    self._real.close()
-
-
-def _failing_open_writer(limit):
-  real_open = prepared._open_writer
-  return lambda path: _FailingWriter(real_open(path), limit)
 
 
 class PreparedTest(absltest.TestCase):
@@ -128,23 +107,30 @@ class PreparedTest(absltest.TestCase):
   def test_splits_and_max_versions(self):
     out = prepared.prepare(self.sudoku, os.path.join(self.tmp, "sub"),
                            splits=["train"], max_versions=2)
-    ds = prepared.PreparedSource(out)
+    ds = prepared.open_prepared(out)
     self.assertEqual(ds.info.splits, ("train",))
     self.assertEqual({ds.num_versions("train", g) for g in range(8)}, {2})
-    with self.assertRaisesRegex(IndexError, "version 2 out of range"):
+    with self.assertRaisesRegex(IndexError, "has 2 versions, asked for 2"):
       ds.examples("train", 0, 2, None)
     meta = json.load(open(os.path.join(out, "metadata.json")))
     self.assertEqual(meta["splits"]["train"]["num_versions"], [2] * 8)
-    self.assertEqual(meta["source"]["describe"]["num_aug"], 3)
+    self.assertEqual(meta["describe"]["num_aug"], 3)
 
   def test_make_source_opens_a_prepared_directory(self):
     # Options meant for the original source (from an experiment config) are
-    # ignored, so --config.data.name=prepared --config.data.path=DIR works.
+    # ignored, so --config.data.name=prepared --config.data.path=DIR works; the
+    # directory is a TFDS dataset, so tfds and make_source("tfds") read it too.
+    import tensorflow_datasets as tfds
     ds = data.make_source("prepared", path=self.sudoku_dir, num_aug=1000,
                           box=(3, 3))
     self.assertIsInstance(ds, prepared.PreparedView)
     self.assertEqual(ds.info.family, "sudoku")
     self.assertEqual(ds.box, (2, 2))
+    self.assertEqual(data.make_source("tfds", path=self.sudoku_dir).box, (2, 2))
+    records = tfds.builder_from_directory(self.sudoku_dir).as_data_source("train")
+    self.assertLen(records, 32)
+    np.testing.assert_array_equal(records[5]["inputs"],
+                                  self.sudoku.examples("train", 1, 1, None)[0].inputs)
     with self.assertRaisesRegex(ValueError, "needs path"):
       data.make_source("prepared")
 
@@ -178,6 +164,24 @@ class PreparedTest(absltest.TestCase):
         for k in x:
           np.testing.assert_array_equal(x[k], y[k])
 
+  def test_rows_of_a_batch_are_read_in_one_call_and_checked(self):
+    # The Sudoku view's encode_rows (one batched read) gives the rows that
+    # examples() gives one version at a time, and refuses rows not stored.
+    ds = prepared.open_prepared(self.sudoku_dir)
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 8, 20)
+    versions = rng.integers(0, 4, 20)
+    got = ds.encode_rows("train", groups, versions, np.zeros(20, np.int64), None)
+    for k, (g, v) in enumerate(zip(groups, versions)):
+      want = self.sudoku.examples("train", int(g), int(v), None)[0]
+      np.testing.assert_array_equal(got["inputs"][k], want.inputs)
+      np.testing.assert_array_equal(got["labels"][k], want.labels)
+      self.assertEqual(got["puzzle_identifiers"][k], want.puzzle_identifier)
+    np.testing.assert_array_equal(ds.example_counts("test"), np.ones(4))
+    for bad in ((0, 4, 0), (0, 0, 1), (0, -1, 0)):
+      with self.subTest(bad=bad), self.assertRaises(IndexError):
+        ds.encode_rows("train", *(np.array([x]) for x in bad), None)
+
   def test_arc_evaluator_scores_a_prepared_source(self):
     # Given oracle predictions from the prepared ARC test split,
     # Then ArcEvaluator on the prepared source solves everything and writes the
@@ -196,42 +200,28 @@ class PreparedTest(absltest.TestCase):
   # ---------------------------------------------------------------- atomicity
 
   def test_interrupted_build_leaves_nothing_loadable(self):
+    # Given a build interrupted midway (the source raises on its 5th version),
     out = os.path.join(self.tmp, "interrupted")
-    with mock.patch.object(prepared, "_open_writer", _failing_open_writer(5)):
+    calls = {"n": 0}
+    real = self.sudoku.examples
+
+    def failing(*args):
+      calls["n"] += 1
+      if calls["n"] == 5:
+        raise KeyboardInterrupt("simulated interruption")
+      return real(*args)
+
+    with mock.patch.object(self.sudoku, "examples", failing):
       with self.assertRaises(KeyboardInterrupt):
         prepared.prepare(self.sudoku, out)
+    # Then neither the target nor TFDS's temp directory is left, nothing
+    # loads, and the next build succeeds.
     self.assertFalse(os.path.exists(out))
     self.assertEqual([n for n in os.listdir(self.tmp) if "interrupted" in n], [])
     with self.assertRaisesRegex(DataError, "no such directory"):
-      prepared.PreparedSource(out)
-    prepared.PreparedSource(prepared.prepare(self.sudoku, out))
-
-  def test_killed_build_leftover_never_loads_and_is_cleaned(self):
-    # Given a build killed midway (its temp dir stays, its lock is released),
-    out = os.path.join(self.tmp, "killed")
-    with mock.patch.object(prepared, "_open_writer", _failing_open_writer(5)), \
-         mock.patch.object(prepared, "_remove_tree", lambda path: None):
-      with self.assertRaises(KeyboardInterrupt):
-        prepared.prepare(self.sudoku, out)
-    leftovers = [n for n in os.listdir(self.tmp) if n.startswith(".killed.tmp-")]
-    self.assertLen(leftovers, 1)
-    leftover = os.path.join(self.tmp, leftovers[0])
-    # Then neither the target nor the leftover loads,
-    self.assertFalse(os.path.exists(out))
-    with self.assertRaisesRegex(DataError, "metadata.json: missing"):
-      prepared.PreparedSource(leftover)
-    # and the next build removes the leftover but not a build in progress.
-    busy = os.path.join(self.tmp, ".killed.tmp-busy")
-    os.mkdir(busy)
-    fd = os.open(busy, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-      prepared.prepare(self.sudoku, out)
-      self.assertFalse(os.path.exists(leftover))
-      self.assertTrue(os.path.isdir(busy))
-    finally:
-      os.close(fd)
-    prepared.PreparedSource(out)
+      prepared.open_prepared(out)
+    self.assertEqual(prepared.open_prepared(prepared.prepare(self.sudoku, out)).info,
+                     self.sudoku.info)
 
   def test_existing_dataset_is_replaced_only_with_overwrite(self):
     out = prepared.prepare(self.sudoku, os.path.join(self.tmp, "again"),
@@ -239,13 +229,17 @@ class PreparedTest(absltest.TestCase):
     with self.assertRaisesRegex(FileExistsError, "overwrite=True"):
       prepared.prepare(self.sudoku, out)
     prepared.prepare(self.sudoku, out, overwrite=True)
-    self.assertEqual(prepared.PreparedSource(out).info.splits, ("train", "test"))
+    self.assertEqual(prepared.open_prepared(out).info.splits, ("train", "test"))
     other = os.path.join(self.tmp, "not_a_dataset")
     os.makedirs(other)
     open(os.path.join(other, "notes.txt"), "w").close()
     with self.assertRaisesRegex(FileExistsError, "not a prepared dataset"):
       prepared.prepare(self.sudoku, other, overwrite=True)
     self.assertTrue(os.path.exists(os.path.join(other, "notes.txt")))
+    empty = os.path.join(self.tmp, "empty")
+    os.makedirs(empty)
+    self.assertEqual(prepared.open_prepared(prepared.prepare(self.sudoku, empty)).info,
+                     self.sudoku.info)
 
   # ------------------------------------------------------------------ errors
 
@@ -256,73 +250,50 @@ class PreparedTest(absltest.TestCase):
     json.dump(meta, open(file, "w"))
 
   def test_missing_or_corrupt_files_raise_data_error_naming_them(self):
+    shard = "recur_prepared-train.array_record-00000-of-00001"
     cases = {
-        "missing split file": (lambda d: os.remove(f"{d}/train.array_record"),
-                               r"train\.array_record: missing"),
-        "truncated split file": (
-            lambda d: os.truncate(f"{d}/train.array_record", 1000),
-            r"train\.array_record: 1000 bytes, metadata field 'file_bytes'"),
-        "missing index": (lambda d: os.remove(f"{d}/test.index.npz"),
-                          r"test\.index\.npz: unreadable"),
+        "missing split file": (lambda d: os.remove(f"{d}/{shard}"),
+                               f"{shard}"),
+        "truncated split file": (lambda d: os.truncate(f"{d}/{shard}", 1000),
+                                 r"train records 0\.\.0 unreadable"),
+        "garbage split file": (
+            lambda d: open(f"{d}/{shard}", "r+b").write(
+                np.random.default_rng(0).bytes(os.path.getsize(f"{d}/{shard}"))),
+            r"train records 0\.\.0 unreadable"),
         "record count": (
             lambda d: self._edit_metadata(
-                d, lambda m: m["splits"]["train"].update(num_records=31)),
-            r"train\.index\.npz: field 'record_offsets' does not match"),
+                d, lambda m: m["splits"]["train"]["record_offsets"].__setitem__(-1, 31)),
+            r"split train has 32 records, metadata.json says 31"),
         "missing field": (lambda d: self._edit_metadata(
             d, lambda m: m["info"].pop("seq_len")),
-                          r"metadata\.json info: field 'seq_len' missing"),
-        "wrong format": (lambda d: self._edit_metadata(
-            d, lambda m: m.update(format="other/9")),
-                         r"metadata\.json: field 'format'"),
-        "half-written dir": (lambda d: os.remove(f"{d}/metadata.json"),
-                             r"metadata\.json: missing"),
+                          r"metadata\.json field 'info': 'seq_len'"),
+        "half-written dir": (lambda d: os.remove(f"{d}/dataset_info.json"),
+                             r"not a built TFDS dataset"),
     }
     for name, (damage, message) in cases.items():
       with self.subTest(name):
         d = self._copy(self.sudoku_dir)
         damage(d)
         with self.assertRaisesRegex(DataError, message):
-          prepared.PreparedSource(d)
+          prepared.open_prepared(d).examples("train", 0, 0)
 
-  def test_record_file_replaced_by_garbage_is_caught(self):
-    d = self._copy(self.sudoku_dir)
-    file = f"{d}/train.array_record"
-    size = os.path.getsize(file)
-    with open(file, "wb") as f:
-      f.write(np.random.default_rng(0).bytes(size))
-    with self.assertRaisesRegex(DataError, r"train\.array_record"):
-      prepared.PreparedSource(d, verify=True)
-    with self.assertRaisesRegex(DataError, r"train\.array_record"):
-      ds = prepared.PreparedSource(d)
-      ds.examples("train", 0, 0, None)
-
-  def test_arc_pairs_file_is_checked(self):
+  def test_arc_pairs_are_checked(self):
     d = self._copy(self.arc_dir)
-    os.remove(f"{d}/arc_pairs.json")
-    with self.assertRaisesRegex(DataError, r"arc_pairs\.json: missing"):
-      prepared.PreparedSource(d)
-    self.assertIsNone(prepared.PreparedSource(self.sudoku_dir).extras("test"))
+    self._edit_metadata(d, lambda m: m["splits"]["test"].pop("pairs"))
+    with self.assertRaisesRegex(DataError, r"'splits\.test\.pairs' missing"):
+      prepared.open_prepared(d)
 
-  def test_datasets_written_before_families_open_as_their_family(self):
-    # Given datasets whose metadata predates DatasetInfo.family (and, for
-    # ARC, names its pairs file under "arc"), as format recur.prepared/1 wrote.
-    def legacy(meta):
-      meta["info"].pop("family")
-      meta["source"]["class"] = meta["source"]["class"].replace(
-          "recur.puzzles.arc.source", "recur.data.arc").replace(
-              "recur.puzzles.sudoku.source", "recur.data.sudoku")
-      if meta.pop("extras"):
-        meta["arc"] = {"pairs": "arc_pairs.json"}
-    arc_dir, sudoku_dir = self._copy(self.arc_dir), self._copy(self.sudoku_dir)
-    for d in (arc_dir, sudoku_dir):
-      self._edit_metadata(d, legacy)
-    # When they are opened, Then each is its family's view, ARC still scored.
-    ds = prepared.open_prepared(arc_dir)
-    self.assertEqual(ds.info.family, "arc")
-    for got, want in zip(ds.pairs("test", 0), self.arc.pairs("test", 0),
-                         strict=True):
-      np.testing.assert_array_equal(got.output, want.output)
-    self.assertEqual(prepared.open_prepared(sudoku_dir).box, (2, 2))
+  def test_datasets_of_the_old_format_say_to_prepare_again(self):
+    # Given a directory written by recur.data.prepared before it wrote TFDS
+    # datasets (format recur.prepared/1: metadata.json, {split}.array_record),
+    d = os.path.join(self.tmp, "old_format")
+    os.makedirs(d)
+    with open(os.path.join(d, "metadata.json"), "w") as f:
+      json.dump({"format": "recur.prepared/1", "info": {}}, f)
+    # Then opening it names the format and the command that rewrites it.
+    with self.assertRaisesRegex(DataError, r"recur\.prepared/1.*python -m "
+                                r"recur\.data\.prepared"):
+      data.make_source("prepared", path=d)
 
   # --------------------------------------------------------------------- CLI
 
@@ -332,7 +303,7 @@ class PreparedTest(absltest.TestCase):
         "--source=sudoku", f"--out={out}", "--max_versions=2",
         "--kw", "box=(2, 2)", "--kw", "num_train=4", "--kw", "num_test=2",
         "--kw", "num_aug=5", "--kw", "num_blanks=6"])
-    ds = prepared.PreparedSource(path)
+    ds = prepared.open_prepared(path)
     self.assertEqual(ds.info.name, "sudoku-gen-4x4")
     self.assertEqual(ds.num_versions("train", 0), 2)
 

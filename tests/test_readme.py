@@ -64,3 +64,4 @@ def test_tfds_commands_run(tmp_path):
   assert out.stdout.strip().endswith("(8, 16)")
   with open(tmp_path / "recur_tfds_run" / "metrics.jsonl") as f:
     assert any('"train/loss"' in l for l in f)
+  assert (tmp_path / "recur_tfds" / "maze8" / "dataset_info.json").is_file()

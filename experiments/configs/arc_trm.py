@@ -31,7 +31,10 @@ def get_config(variant: str = "demo"):
   # The original + 1000 augmented versions per task, each example's
   # translation drawn once per version (the reference's dataset builder);
   # translate="epoch" redraws it every epoch.
-  c.data = dict(name="arc", version="arc1", path="", num_versions=1001, canvas=30,
+  # source="tfds": `name` is a built TFDS dataset (recur_arc/CONFIG) in
+  # `data_dir`, the other options are ignored (README "Datasets with TFDS").
+  c.data = dict(name="arc", source="", data_dir="", version="arc1", path="",
+                num_versions=1001, canvas=30,
                 translate="version",
                 # ConceptARC's corpus folder (paper variants: "" until given).
                 conceptarc=common.placeholder(str),

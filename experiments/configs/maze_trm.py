@@ -26,7 +26,10 @@ def get_config(variant: str = "demo"):
   c.optim = common.optim(lr=1e-4, puzzle_emb_lr=1e-4, weight_decay=1.0,
                          puzzle_emb_weight_decay=1.0)
   c.data = ml_collections.ConfigDict(dict(
-      name="maze", path="", size=30, num_train=1000, num_test=1000,
+      # source="tfds": `name` is a built TFDS dataset (recur_maze/CONFIG) in
+      # `data_dir`, the other options are ignored (README "Datasets with TFDS").
+      name="maze", source="", data_dir="", path="", size=30, num_train=1000,
+      num_test=1000,
       # Off as in the reference's build_maze_dataset.py (`aug: bool = False`;
       # its README runs it without --aug although the comment says "8 augments").
       min_path_length=111, augment=False, seed=0,

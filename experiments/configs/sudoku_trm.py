@@ -28,7 +28,10 @@ def get_config(variant: str = "demo"):
   c.optim = common.optim(lr=1e-4, puzzle_emb_lr=1e-4, weight_decay=1.0,
                          puzzle_emb_weight_decay=1.0)
   c.data = ml_collections.ConfigDict(dict(
-      name="sudoku", path="", box=(3, 3), num_train=1000, num_test=1000,
+      # source="tfds": `name` is a built TFDS dataset (recur_sudoku/CONFIG) in
+      # `data_dir`, the other options are ignored (README "Datasets with TFDS").
+      name="sudoku", source="", data_dir="", path="", box=(3, 3), num_train=1000,
+      num_test=1000,
       num_aug=1000, num_blanks=common.placeholder(int), min_rating=0, seed=0,
       # False: no built-in generator, `path` is required (paper variants).
       generated=True,

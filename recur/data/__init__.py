@@ -15,10 +15,12 @@ matters for its family. The built-in names:
   parity      ParitySource(**kwargs)
   prefix_sum  PrefixSumSource(**kwargs)
   state_tracking  StateTrackingSource(**kwargs): running products in S_k
-  prepared    a directory written by `recur.data.prepared.prepare`, opened
-              as its family's source (other options are ignored)
+  prepared    a directory written by `recur.data.prepared.prepare` (a TFDS
+              dataset), opened as its family's source; the same as `tfds`
+              with path=DIR (other options are ignored)
   tfds        TfdsSource.open(builder=NAME/CONFIG, data_dir=DIR) or (path=DIR):
-              a dataset built by `recur.tfds` (other options are ignored)
+              a dataset built by `recur.tfds`, in its family's view (other
+              options are ignored)
 
 Families registered with `recur.puzzles.register_family` add their names.
 """

@@ -82,7 +82,7 @@ from recur.data import keys
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, PAD_ID, DataError,
                              Example, PuzzleSource)
 
-__all__ = ["StoredRows", "TrainIterator", "RunPlan", "plan_run", "eval_batches",
+__all__ = ["TrainIterator", "RunPlan", "plan_run", "eval_batches",
            "make_global_batch", "STATE_FORMAT", "EVAL_PAD_INDEX"]
 
 STATE_FORMAT = "recur.pipeline.train/2"
@@ -808,34 +808,4 @@ def make_global_batch(local_batch: Mapping[str, np.ndarray] | Any,
     return jax.make_array_from_process_local_data(sharding, x)
 
   return jax.tree.map(put, local_batch)
-
-
-class StoredRows:
-  """The vectorised input path (`example_counts`, `encode_rows`) for a stored
-  copy of a source (a prepared dataset, a TFDS dataset) whose original takes
-  that path (Sudoku, Maze): the pipeline then plans the same rows for both, so
-  the copy gives the original's batches. Rows are read with `examples()`."""
-
-  def example_counts(self, split: str) -> np.ndarray:
-    """Examples of version 0 of each group (every version stores as many)."""
-    n = self.num_groups(split)  # type: ignore[attr-defined]
-    return np.array([len(self.examples(split, g, 0))  # type: ignore[attr-defined]
-                     for g in range(n)], np.int64)
-
-  def encode_rows(self, split: str, groups: np.ndarray, versions: np.ndarray,
-                  indices: np.ndarray, epoch_keys: np.ndarray
-                  ) -> dict[str, np.ndarray]:
-    """Rows k = stored example indices[k] of (groups[k], versions[k])."""
-    del epoch_keys  # stored examples carry no per-epoch randomness
-    cache: dict[tuple[int, int], Any] = {}
-    rows = []
-    for g, v, i in zip(np.asarray(groups).tolist(), np.asarray(versions).tolist(),
-                       np.asarray(indices).tolist()):
-      if (g, v) not in cache:
-        cache[(g, v)] = self.examples(split, g, v)  # type: ignore[attr-defined]
-      rows.append(cache[(g, v)][i])
-    return {"inputs": np.stack([r.inputs for r in rows]).astype(np.int32),
-            "labels": np.stack([r.labels for r in rows]).astype(np.int32),
-            "puzzle_identifiers": np.array([r.puzzle_identifier for r in rows],
-                                           np.int32)}
 

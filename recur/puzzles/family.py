@@ -28,8 +28,8 @@ The hooks, all but `name`, `sources` and `evaluator` optional:
                (ARC) rather than puzzles to read (`read_puzzles`): fit, then
                predict; `experiments.solve` writes both (ARC:
                `recur.puzzles.arc.solve.solve_tasks`).
-  prepared     a `PreparedHooks`: what a prepared dataset keeps beyond the
-               examples so the evaluator and drawer work on it.
+  prepared     a `PreparedHooks`: what a stored (TFDS / prepared) copy
+               keeps beyond the examples so the evaluator and drawer work on it.
 """
 from __future__ import annotations
 
@@ -102,22 +102,23 @@ class PuzzleFile:
 
 @dataclasses.dataclass(frozen=True)
 class PreparedHooks:
-  """What `recur.data.prepared` stores for a family beyond the examples.
+  """What a stored copy of a family's source (a TFDS dataset written by the
+  `recur.tfds` builders, `recur.data.prepared.prepare` included) keeps beyond
+  the examples, and how it is served back.
 
-    attributes(source) -> JSON-able dict kept in metadata.json (e.g. Sudoku's
-      box), read back as `PreparedSource.attributes`.
-    write(source, split, num_versions) -> (arrays, json_obj): extra per-version
-      arrays for `{split}.index.npz` (one row per stored version, in record
-      order) and a JSON-able object per split for `{extras_file}`; either may
-      be empty / None. `num_versions[g]` versions are stored for group g.
-    view(prepared) -> the PuzzleSource handed to users: the PreparedSource
-      wrapped so the family's evaluator and drawer work on it (e.g.
-      `recur.puzzles.arc.prepared.PreparedArcSource`).
+    attributes(source) -> JSON-able dict kept in the dataset's metadata.json
+      (e.g. Sudoku's box), read back as the stored source's `attributes`.
+    write(source, split, num_versions) -> JSON-able dict (or None) merged into
+      the split's entry of metadata.json, read back as `extras(split)`; e.g.
+      ARC's per-version augmentations (one row per stored version, in record
+      order) and per-group raw pairs. `num_versions[g]` versions are stored
+      for group g.
+    view(stored) -> the PuzzleSource handed to users: the stored source
+      (`recur.data.tfds_source.TfdsSource`) wrapped so the family's evaluator
+      and drawer work on it (e.g. `recur.puzzles.arc.prepared.PreparedArcSource`).
   """
   attributes: Callable[[Any], dict[str, Any]] = lambda source: {}
-  write: Callable[[Any, str, Sequence[int]],
-                  tuple[dict[str, np.ndarray], Any]] | None = None
-  extras_file: str | None = None
+  write: Callable[[Any, str, Sequence[int]], dict[str, Any] | None] | None = None
   view: Callable[[Any], Any] | None = None
 
 
@@ -133,6 +134,5 @@ class PuzzleFamily:
   claims_file: Callable[[str], bool] | None = None
   solve_tasks: Callable[..., tuple[Any, Any]] | None = None
   prepared: PreparedHooks = PreparedHooks()
-  # Source classes of this family: prepared datasets written before
-  # DatasetInfo.family existed name only their class.
+  # Source classes of this family (`registry.family_of_class`).
   source_classes: tuple[str, ...] = ()

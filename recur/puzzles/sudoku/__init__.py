@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recur.data.pipeline import StoredRows
-from recur.data.prepared import PreparedView
+from recur.data.prepared import PreparedRows
 from recur.puzzles.family import PreparedHooks, PuzzleFamily
 from recur.puzzles.sudoku import draw, read
 from recur.puzzles.sudoku.evaluate import SudokuEvaluator, decode_answer
@@ -37,7 +36,7 @@ def _source(**kwargs: Any) -> SudokuSource:
   return SudokuSource.generated(**kwargs)
 
 
-class PreparedSudokuSource(StoredRows, PreparedView):
+class PreparedSudokuSource(PreparedRows):
   """A prepared Sudoku dataset; `box` as on the original."""
 
   @property
