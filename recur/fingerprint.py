@@ -10,7 +10,11 @@ A run's fingerprint (saved in every checkpoint's meta and as model.json):
   run's seed (it orders the training data); "files": for data read from
   `path`, each file's size and SHA-256 (files over 64 MiB: size plus the hash
   of three 1 MiB samples, start/middle/end, so startup stays fast); "source":
-  the source's own `describe()` (counts, statistics).
+  the source's own `describe()` (counts, statistics). A stored dataset
+  (`data.source=tfds`, or the `tfds`/`prepared` source names) was fixed when
+  it was built: its options are only the ones that choose it (name, source),
+  since the config's generator options are not used, and its `describe()`
+  carries the original source's.
 
 `diff(saved, now)` lists differing fields. `resume_view(fp)` is what a resume
 compares: the model's `num_puzzle_identifiers` is left out, because it is the
@@ -33,7 +37,7 @@ from typing import Any
 
 from etils import epath
 
-__all__ = ["run_fingerprint", "data_files", "diff", "resume_view", "optim_changes"]
+__all__ = ["run_fingerprint", "data_options_compared", "data_files", "diff", "resume_view", "optim_changes"]
 
 _SAMPLE = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20
@@ -42,6 +46,14 @@ _EXECUTION_ONLY = ("unroll", "remat", "attention_impl")
 # evaluation knobs.
 _NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path",
              "data_dir", "generated")
+_STORED_NAMES = ("tfds", "prepared")
+
+
+def data_options_compared(data_options: dict[str, Any]) -> dict[str, Any]:
+  """The data options a resume compares (see the module docstring)."""
+  if data_options.get("source") or data_options.get("name") in _STORED_NAMES:
+    return {k: data_options[k] for k in ("name", "source") if data_options.get(k)}
+  return {k: v for k, v in data_options.items() if k not in _NOT_DATA}
 
 
 def _jsonable(obj):
@@ -104,7 +116,7 @@ def run_fingerprint(cfg, global_batch_size: int, source, data_options: dict[str,
       "model": model, "global_batch_size": global_batch_size, "seed": int(seed),
       "data": {"name": info.name, "seq_len": info.seq_len, "vocab_size": info.vocab_size,
                "num_puzzle_identifiers": info.num_puzzle_identifiers,
-               "options": {k: v for k, v in data_options.items() if k not in _NOT_DATA},
+               "options": data_options_compared(data_options),
                "files": data_files(data_options.get("path")),
                "source": describe}})
 
@@ -120,7 +132,11 @@ def resume_view(fp: dict[str, Any]) -> dict[str, Any]:
 def diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
   """'field: checkpoint X vs now Y' for each difference (see module doc)."""
   out = []
-  lenient = prefix == "data.source."
+  # data.source: a source may add statistics. data.options: an option the
+  # current code does not record no longer chooses the data (a stored
+  # dataset ignores the generator's options), so a checkpoint that recorded
+  # it still resumes.
+  lenient = prefix in ("data.source.", "data.options.")
   strict = prefix == "data.files."     # a file added to the data is a change
   for k in sorted(set(saved) | set(now)):
     if (k not in saved and not strict) or (lenient and k not in now):

@@ -110,3 +110,40 @@ def test_fields_an_older_checkpoint_lacks_are_not_differences():
   assert fingerprint.diff({**saved, "seed": 1}, now) == ["seed: checkpoint 1 vs now 0"]
   assert fingerprint.optim_changes({"lr": 1e30, "beta1": 0.9}, {"lr": 1e-3, "beta1": 0.9}) \
       == ["optim.lr: 1e+30 -> 0.001"]
+
+
+class _Info:
+  name, seq_len, vocab_size, num_puzzle_identifiers = "sudoku", 81, 11, 2
+
+
+class _Source:
+  info = _Info()
+
+  def describe(self):
+    return {"name": "sudoku", "num_aug": 3}
+
+
+def test_a_stored_dataset_is_not_compared_by_the_generator_options():
+  cfg = models.make_config("trm", vocab_size=11, seq_len=81, hidden_size=16, num_heads=2,
+                          puzzle_emb_ndim=16)
+
+  def fp(**data):
+    return fingerprint.resume_view(
+        fingerprint.run_fingerprint(cfg, 8, _Source(), data, seed=0))
+
+  # Given the same built dataset read with two different generator options in
+  # the config (they are not used: the dataset was fixed when built),
+  tfds = dict(name="recur_sudoku/smoke", source="tfds", data_dir="/d")
+  assert fingerprint.diff(fp(**tfds, num_aug=3), fp(**tfds, num_aug=7)) == []
+  assert fingerprint.diff(fp(name="prepared", path="/a", num_aug=3),
+                          fp(name="prepared", path="/b", num_aug=7)) == []
+  # while for the generator itself the option is the data and is named,
+  assert fingerprint.diff(fp(name="sudoku", num_aug=3), fp(name="sudoku", num_aug=7)) \
+      == ["data.options.num_aug: checkpoint 3 vs now 7"]
+  # and another stored dataset is a change.
+  assert fingerprint.diff(fp(**tfds), fp(**{**tfds, "name": "recur_sudoku/paper"})) \
+      == ["data.options.name: checkpoint 'recur_sudoku/smoke' vs now 'recur_sudoku/paper'"]
+  # A checkpoint that recorded the unused options (older code) still resumes.
+  old = fp(**tfds, num_aug=3)
+  old["data"]["options"]["num_aug"] = 3
+  assert fingerprint.diff(old, fp(**tfds, num_aug=9)) == []
