@@ -367,6 +367,9 @@ def init_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
   """A reasoning module's weights on the reference's schedule (block i from
   `split(key, num_layers)[i]`): the layout of `ReasoningModule`'s "params"."""
   h = jax.ShapeDtypeStruct((1, cfg.seq_len, cfg.hidden_size), jnp.float32)
+  # The weights do not depend on the attention kernel; tracing the f32 init with
+  # XLA attention keeps half-precision-only kernels (cuDNN) out of it.
+  cfg = dataclasses.replace(cfg, attention_impl="xla")
   # Flax wants a "params" rng for every param; the keyed initializers ignore it.
   # parent=None: a standalone module even when called inside another module's
   # method (recur.flax), which Linen would otherwise make its parent.
