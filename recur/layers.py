@@ -340,8 +340,8 @@ class _ScanBlock(Block):
 
 class ReasoningModule(nn.Module):
   """A reasoning module, `layers(h + injection)`: `num_layers` blocks whose
-  weights are stacked on a leading layer axis; the loop is unrolled (2-8
-  layers) so XLA sees straight-line code, as a Python loop would give."""
+  weights are stacked on a leading layer axis (declared by an `nn.scan` at
+  init); applied as a Python loop over the layers (2-8), straight-line code."""
   config: LayerConfig
   num_layers: int
   dtype: Any = None
@@ -359,7 +359,21 @@ class ReasoningModule(nn.Module):
 
   def __call__(self, h_BSD: Array, injection_BSD: Array,
                rope: tuple[Array, Array] | None = None) -> Array:
-    h_BSD, _ = self.layers(h_BSD + injection_BSD, rope)
+    h_BSD = h_BSD + injection_BSD
+    if self.is_initializing():
+      h_BSD, _ = self.layers(h_BSD, rope)
+      return h_BSD
+    # Applied as a Python loop over the layers' weight slices, not through the
+    # scan: a scan, even unrolled, stacks what autodiff keeps of each layer
+    # into [L, ...] buffers, and filling those is a copy of every saved
+    # activation (~40 GB per TRM-Att ARC step on the H200 plan,
+    # docs/benchmarks.md). Same weights, same maths.
+    stack = self.variables["params"]
+    block = Block(self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+                  parent=None)
+    for i in range(self.num_layers):
+      layer = jax.tree.map(lambda w, i=i: w[i], stack)
+      h_BSD = block.apply({"params": layer}, h_BSD, rope)  # type: ignore[assignment]
     return h_BSD
 
 
