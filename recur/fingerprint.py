@@ -37,7 +37,7 @@ __all__ = ["run_fingerprint", "data_files", "diff", "resume_view", "optim_change
 
 _SAMPLE = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20
-_EXECUTION_ONLY = ("unroll", "remat", "attention_impl")
+_EXECUTION_ONLY = ("unroll", "remat", "attention_impl", "fused_kernels")
 _NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path",
              "generated")
 

@@ -33,17 +33,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.ad_checkpoint import checkpoint_name
+
 from recur import attention as attention_lib
+from recur.kernels import swiglu as swiglu_lib
 
 __all__ = [
     "LayerConfig", "swiglu_width", "trunc_normal", "fan_in_trunc_normal",
     "rms_norm", "embedding_lookup", "rope_tables", "apply_rope", "Attention",
     "SwiGLU", "TokenMixingMLP", "Block", "ReasoningModule", "init_stack",
-    "level_fn", "num_params",
+    "level_fn", "num_params", "DOT_OUTPUT_NAME",
 ]
 
 Array = jax.Array
 Params = dict[str, Any]
+
+# checkpoint_name of matmul outputs computed inside a custom VJP (where remat
+# policies cannot see the dot): "dots" policies save these too.
+DOT_OUTPUT_NAME = "matmul_in_custom_vjp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +63,7 @@ class LayerConfig:
   mlp_t: bool = False            # token-mixing SwiGLU instead of attention
   rms_norm_eps: float = 1e-5
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
+  fused_kernels: bool = True     # recur.kernels where they lower (GPU/TPU); False: plain JAX
 
   @property
   def head_dim(self) -> int:
@@ -251,6 +259,7 @@ class SwiGLU(nn.Module):
   param_dtype: Any = jnp.float32
   gate_up_init: Initializer = fan_in_trunc_normal
   down_init: Initializer = fan_in_trunc_normal
+  kernel_impl: str = "pallas"    # recur.kernels.swiglu.IMPLS
 
   @nn.compact
   def __call__(self, x_BSD: Array) -> Array:
@@ -260,8 +269,13 @@ class SwiGLU(nn.Module):
     w_gate_up = self.param("gate_up", self.gate_up_init, (d, 2 * inner),
                            self.param_dtype)
     w_down = self.param("down", self.down_init, (inner, d), self.param_dtype)
-    gate, up = jnp.split(_dense(x_BSD, w_gate_up), 2, axis=-1)
-    return _dense(jax.nn.silu(gate) * up, w_down)
+    # One-pass backward kernel for the activation (recur.kernels.swiglu).
+    # Named: remat policies that keep matmul outputs keep this one too, as
+    # they kept the plain `h @ w_down` (recur.recursion.remat_policy).
+    return checkpoint_name(
+        swiglu_lib.swiglu_down(_dense(x_BSD, w_gate_up),
+                               w_down.astype(x_BSD.dtype), self.kernel_impl),
+        DOT_OUTPUT_NAME)
 
 
 class TokenMixingMLP(nn.Module):
@@ -317,7 +331,7 @@ class Block(nn.Module):
       self.mixer = Attention(cfg.num_heads, cfg.head_dim, cfg.attention_impl,
                              qkv_init=inits[0], o_init=inits[1], **kw)
     self.mlp = SwiGLU(cfg.expansion, gate_up_init=inits[2], down_init=inits[3],
-                      **kw)
+                      kernel_impl="pallas" if cfg.fused_kernels else "xla", **kw)
     nn.share_scope(self, self.mixer)
     nn.share_scope(self, self.mlp)
 
