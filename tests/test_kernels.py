@@ -1,0 +1,96 @@
+"""Pallas kernels of recur.kernels against their plain-JAX paths (interpret
+mode on the CPU), and the switch that turns them off."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recur import layers
+from recur.kernels import swiglu
+
+
+def _inputs(shape, inner, dtype, seed=0):
+  k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
+  gu = (2 * jax.random.normal(k1, shape + (2 * inner,))).astype(dtype)
+  dh = jax.random.normal(k2, shape + (inner,)).astype(dtype)
+  w = (jax.random.normal(k3, (inner, 24)) / np.sqrt(inner)).astype(dtype)
+  dy = jax.random.normal(k4, shape + (24,)).astype(dtype)
+  return gu, dh, w, dy
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("shape,inner", [((2, 37), 512), ((5,), 256)])
+def test_swiglu_bwd_kernel_matches_plain_jax(dtype, shape, inner):
+  # Given rows not a multiple of the kernel's row block (37 x 2, 5) and an
+  # inner width that is (512) or is not (256) a multiple of its column block,
+  # when the one-pass kernel runs in interpret mode, then h and d gate_up
+  # equal the plain-JAX expressions.
+  gu, dh, _, _ = _inputs(shape, inner, dtype)
+  h_ref, dgu_ref = swiglu.swiglu_bwd(gu, dh, "xla")
+  h, dgu = swiglu.swiglu_bwd(gu, dh, "interpret")
+  assert h.dtype == dtype and dgu.dtype == dtype
+  assert h.shape == dh.shape and dgu.shape == gu.shape
+  # Same float32 maths, so at most a rounding apart: a few float32 ulps, or
+  # one ulp of the result dtype.
+  tol = 1e-5 if dtype == jnp.float32 else 2.0 ** -8
+  for got, want in ((h, h_ref), (dgu, dgu_ref)):
+    got, want = np.float32(got), np.float32(want)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_swiglu_bwd_is_the_derivative_of_the_activation():
+  # The plain-JAX backward (what the kernel is held to) is autodiff's: h is
+  # silu(gate) * up and d gate_up its vector-Jacobian product, in float32.
+  gu, dh, _, _ = _inputs((3, 4), 256, jnp.float32)
+  act = lambda x: jax.nn.silu(x[..., :256]) * x[..., 256:]
+  h, vjp = jax.vjp(act, gu)
+  h_k, dgu_k = swiglu.swiglu_bwd(gu, dh, "xla")
+  np.testing.assert_allclose(h_k, h, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(dgu_k, vjp(dh)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["interpret", "pallas", "xla"])
+def test_swiglu_down_value_and_grads_match_autodiff(impl):
+  # Given swiglu_down with each backward, its value and gradients (gate_up
+  # and w_down) are those of the plain expression differentiated by JAX.
+  gu, _, w, dy = _inputs((2, 19), 512, jnp.float32, seed=1)
+
+  def plain(gu, w):
+    gate, up = jnp.split(gu, 2, axis=-1)
+    return jnp.einsum("...i,io->...o", jax.nn.silu(gate) * up, w)
+
+  y_ref, vjp_ref = jax.vjp(plain, gu, w)
+  y, vjp = jax.vjp(lambda a, b: swiglu.swiglu_down(a, b, impl), gu, w)
+  np.testing.assert_array_equal(y, y_ref)
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_swiglu_bwd_rejects_unknown_impl():
+  gu, dh, _, _ = _inputs((2,), 256, jnp.float32)
+  with pytest.raises(ValueError, match="swiglu impl must be one of"):
+    swiglu.swiglu_bwd(gu, dh, "triton")
+
+
+def test_fused_kernels_switch_keeps_the_block_and_its_gradient():
+  # Given a block with fused_kernels on and off, the outputs are identical
+  # (the forward is the same expression) and the parameter gradients agree.
+  cfg = layers.LayerConfig(hidden_size=64, num_heads=2, expansion=4.0,
+                           seq_len=10, attention_impl="xla")
+  x = jax.random.normal(jax.random.key(2), (3, 10, 64), jnp.bfloat16)
+  params = layers.init_stack(jax.random.key(3), cfg, 1)
+  params = jax.tree.map(lambda p: p[0], params)
+  rope = layers.rope_tables(cfg.head_dim, cfg.seq_len, 10000.0)
+
+  def loss(p, c):
+    y = layers.Block(c, dtype=jnp.bfloat16).apply({"params": p}, x, rope)
+    return jnp.sum(jnp.square(y.astype(jnp.float32)))
+
+  off = dataclasses.replace(cfg, fused_kernels=False)
+  l_on, g_on = jax.value_and_grad(loss)(params, cfg)
+  l_off, g_off = jax.value_and_grad(loss)(params, off)
+  assert l_on == l_off
+  for a, b in zip(jax.tree.leaves(g_on), jax.tree.leaves(g_off)):
+    np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-2 * float(jnp.abs(b).max()))
