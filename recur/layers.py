@@ -36,6 +36,7 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from recur import attention as attention_lib
+from recur.kernels import add_rms_norm as add_rms_norm_lib
 from recur.kernels import swiglu as swiglu_lib
 
 __all__ = [
@@ -341,8 +342,16 @@ class Block(nn.Module):
     if self.config.mlp_t:
       h_BSD = rms_norm(h_BSD + self.mixer(h_BSD), eps, 1)
     else:
-      h_BSD = rms_norm(h_BSD + self.mixer(h_BSD, rope), eps)
-    return rms_norm(h_BSD + self.mlp(h_BSD), eps)
+      h_BSD = self._add_norm(h_BSD, self.mixer(h_BSD, rope))
+    return self._add_norm(h_BSD, self.mlp(h_BSD))
+
+  def _add_norm(self, h_BSD: Array, mix_BSD: Array) -> Array:
+    """rms(h + mix) over D; one-pass backward kernel when fused_kernels."""
+    eps = self.config.rms_norm_eps
+    if self.config.fused_kernels:
+      return add_rms_norm_lib.add_rms_norm(h_BSD, mix_BSD.astype(h_BSD.dtype),
+                                           eps, "pallas")
+    return rms_norm(h_BSD + mix_BSD, eps)
 
 
 class _ScanBlock(Block):
