@@ -287,6 +287,7 @@ class TokenMixingMLP(nn.Module):
   param_dtype: Any = jnp.float32
   gate_up_init: Initializer = fan_in_trunc_normal
   down_init: Initializer = fan_in_trunc_normal
+  kernel_impl: str = "pallas"    # recur.kernels.swiglu.IMPLS
 
   @nn.compact
   def __call__(self, x_BSD: Array) -> Array:
@@ -298,11 +299,14 @@ class TokenMixingMLP(nn.Module):
     w_down = self.param("mlp_t_down", self.down_init, (inner, s),
                         self.param_dtype)
     # The reference transposes to [B, D, S] and applies a SwiGLU over S; the
-    # same maths as contractions over axis 1, without transposes.
-    gate, up = jnp.split(jnp.einsum("bsd,si->bid", x_BSD,
-                                    w_gate_up.astype(x_BSD.dtype)), 2, axis=1)
-    return jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
-                      w_down.astype(x_BSD.dtype))
+    # same maths as contractions over S, without explicit transposes: the
+    # inner axis last ([B, D, 2I], as the matmul lays it out) for the
+    # one-pass backward of recur.kernels.swiglu.
+    gate_up = jnp.einsum("bsd,si->bdi", x_BSD, w_gate_up.astype(x_BSD.dtype))
+    return checkpoint_name(
+        swiglu_lib.swiglu_down(gate_up, w_down.astype(x_BSD.dtype),
+                               self.kernel_impl, True),
+        DOT_OUTPUT_NAME)
 
 
 class Block(nn.Module):
@@ -325,14 +329,15 @@ class Block(nn.Module):
       key = self.init_key if self.init_key is not None else self.make_rng("params")
       inits = [_keyed(k) for k in jax.random.split(key, 4)]
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    impl = "pallas" if cfg.fused_kernels else "xla"
     if cfg.mlp_t:
       self.mixer = TokenMixingMLP(cfg.expansion, gate_up_init=inits[0],
-                                  down_init=inits[1], **kw)
+                                  down_init=inits[1], kernel_impl=impl, **kw)
     else:
       self.mixer = Attention(cfg.num_heads, cfg.head_dim, cfg.attention_impl,
                              qkv_init=inits[0], o_init=inits[1], **kw)
     self.mlp = SwiGLU(cfg.expansion, gate_up_init=inits[2], down_init=inits[3],
-                      kernel_impl="pallas" if cfg.fused_kernels else "xla", **kw)
+                      kernel_impl=impl, **kw)
     nn.share_scope(self, self.mixer)
     nn.share_scope(self, self.mlp)
 

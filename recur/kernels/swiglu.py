@@ -117,24 +117,36 @@ def swiglu_bwd(gate_up: Array, dh: Array, impl: str = "pallas"
       tpu=functools.partial(_pallas_bwd, backend="mosaic_tpu"))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def swiglu_down(gate_up: Array, w_down: Array, impl: str = "pallas") -> Array:
-  """`(silu(gate) * up) @ w_down` over the last axis; w_down [I, D] in the
-  compute dtype. Residuals: `gate_up` and `w_down` only (not the activation)."""
-  return jnp.einsum("...i,io->...o", _act(gate_up), w_down)
+def _specs(ndim: int, token_mixing: bool) -> tuple[str, str, str]:
+  """einsum specs (h @ w, dy -> dh, h & dy -> dw). Channel SwiGLU: w [I, D],
+  `..i -> ..o`. Token mixing (TRM-MLP): gate_up laid out [B, D, 2I] (the
+  halves along the last axis, as its matmul writes them), w [I, S], output
+  [B, S, D]."""
+  if token_mixing:
+    return "bdi,is->bsd", "bsd,is->bdi", "bdi,bsd->is"
+  lead = "".join(chr(ord("a") + i) for i in range(ndim - 1))
+  return f"{lead}i,io->{lead}o", f"{lead}o,io->{lead}i", f"{lead}i,{lead}o->io"
 
 
-def _fwd(gate_up, w_down, impl):
-  return swiglu_down(gate_up, w_down, impl), (gate_up, w_down)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def swiglu_down(gate_up: Array, w_down: Array, impl: str = "pallas",
+                token_mixing: bool = False) -> Array:
+  """`(silu(gate) * up) @ w_down`, gate and up the halves of the last axis;
+  w_down [I, D] in the compute dtype (token_mixing: gate_up [B, D, 2I],
+  w_down [I, S], result [B, S, D]). Residuals: `gate_up` and `w_down` only
+  (not the activation)."""
+  return jnp.einsum(_specs(gate_up.ndim, token_mixing)[0], _act(gate_up), w_down)
 
 
-def _bwd(impl, res, dy):
+def _fwd(gate_up, w_down, impl, token_mixing):
+  return swiglu_down(gate_up, w_down, impl, token_mixing), (gate_up, w_down)
+
+
+def _bwd(impl, token_mixing, res, dy):
   gate_up, w_down = res
-  dh = jnp.einsum("...o,io->...i", dy, w_down)
-  h, dgu = swiglu_bwd(gate_up, dh, impl)
-  lead = "".join(chr(ord("a") + i) for i in range(dy.ndim - 1))
-  dw = jnp.einsum(f"{lead}i,{lead}o->io", h, dy)
-  return dgu, dw.astype(w_down.dtype)
+  _, dh_spec, dw_spec = _specs(gate_up.ndim, token_mixing)
+  h, dgu = swiglu_bwd(gate_up, jnp.einsum(dh_spec, dy, w_down), impl)
+  return dgu, jnp.einsum(dw_spec, h, dy).astype(w_down.dtype)
 
 
 swiglu_down.defvjp(_fwd, _bwd)
