@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from recur.kernels import backends
+
 __all__ = ["IMPLS", "add_rms_norm", "add_rms_norm_bwd", "add_rms_norm_bwd_reference"]
 
 Array = jax.Array
@@ -57,14 +59,7 @@ def _kernel(a_ref, b_ref, g_ref, dx_ref, *, eps):
 def _pallas_bwd(a: Array, b: Array, g: Array, eps: float, backend: str) -> Array:
   d = a.shape[-1]
   m = math.prod(a.shape[:-1])
-  if backend == "triton":
-    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-    params = pltriton.CompilerParams(num_warps=4, num_stages=1)
-  elif backend == "mosaic_tpu":
-    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-    params = pltpu.CompilerParams(dimension_semantics=("parallel",))
-  else:
-    params = None
+  params = backends.compiler_params(backend, 1)
   spec = pl.BlockSpec((BLOCK_ROWS, d), lambda i: (i, 0))
   dx = pl.pallas_call(
       functools.partial(_kernel, eps=eps),

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from recur.kernels import backends
+
 __all__ = ["IMPLS", "swiglu_down", "swiglu_bwd", "swiglu_bwd_reference"]
 
 Array = jax.Array
@@ -78,14 +80,7 @@ def _pallas_bwd(gate_up: Array, dh: Array, backend: str) -> tuple[Array, Array]:
   cols = BLOCK_COLS if inner % BLOCK_COLS == 0 else inner
   gu3 = gate_up.reshape(m, 2, inner)
   dh2 = dh.reshape(m, inner)
-  if backend == "triton":
-    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
-    params = pltriton.CompilerParams(num_warps=4, num_stages=1)
-  elif backend == "mosaic_tpu":
-    from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-    params = pltpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
-  else:
-    params = None
+  params = backends.compiler_params(backend, 2)
   h, dgu = pl.pallas_call(
       _kernel,
       out_shape=(jax.ShapeDtypeStruct((m, inner), dh.dtype),
