@@ -354,7 +354,8 @@ class Block(nn.Module):
     """rms(h + mix) over D; one-pass backward kernel when fused_kernels."""
     eps = self.config.rms_norm_eps
     if self.config.fused_kernels:
-      return add_rms_norm_lib.add_rms_norm(h_BSD, mix_BSD.astype(h_BSD.dtype),
+      dt = jnp.result_type(h_BSD, mix_BSD)   # the dtype `h + mix` would have
+      return add_rms_norm_lib.add_rms_norm(h_BSD.astype(dt), mix_BSD.astype(dt),
                                            eps, "pallas")
     return rms_norm(h_BSD + mix_BSD, eps)
 
