@@ -10,8 +10,8 @@ and writes dx (H200 plan, TRM-Att ARC: docs/benchmarks.md). Residuals: `a`
 and `b` only (the matmul output `b` is what remat keeps anyway).
 
 Rows are normalised over the last axis (the hidden size). `impl` as in
-`recur.kernels.swiglu`: "pallas" (the kernel on GPU/TPU, chosen at lowering;
-plain JAX elsewhere), "xla", "interpret". The kernel needs the hidden size to
+`recur.kernels.swiglu`: "pallas" (the kernel on `backends.KERNEL_PLATFORMS`,
+chosen at lowering; plain JAX elsewhere), "xla", "interpret". The kernel needs the hidden size to
 be a power of two (Triton blocks) and a multiple of 128 (TPU lanes); other
 sizes take the plain path.
 """
@@ -86,11 +86,9 @@ def add_rms_norm_bwd(a: Array, b: Array, g: Array, eps: float,
     return add_rms_norm_bwd_reference(a, b, g, eps)
   if impl == "interpret":
     return _pallas_bwd(a, b, g, eps, "interpret")
-  ref = functools.partial(add_rms_norm_bwd_reference, eps=eps)
-  return jax.lax.platform_dependent(
-      a, b, g, default=ref,
-      cuda=functools.partial(_pallas_bwd, eps=eps, backend="triton"),
-      tpu=functools.partial(_pallas_bwd, eps=eps, backend="mosaic_tpu"))
+  return backends.by_platform(functools.partial(_pallas_bwd, eps=eps),
+                             functools.partial(add_rms_norm_bwd_reference, eps=eps),
+                             a, b, g)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

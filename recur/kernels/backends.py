@@ -1,9 +1,22 @@
 """Which Pallas backend a kernel lowers to, and its compiler parameters."""
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
-__all__ = ["compiler_params"]
+import jax
+
+__all__ = ["KERNEL_PLATFORMS", "compiler_params", "by_platform"]
+
+# Where recur.kernels run their Pallas kernel (fused_kernels on); elsewhere
+# the plain JAX expression. GPUs: the H200 plans move fewer bytes with them
+# (docs/benchmarks.md). TPUs: the Mosaic kernels lower and compile at the
+# paper shapes, but the v5p plan of TRM-Att moved more bytes with them
+# (XLA's cost analysis: 1330 vs 1291 GB per step, peak 33.0 vs 32.3 GB), so
+# they are off there until a plan or a device run says otherwise; add "tpu"
+# here to turn them on.
+KERNEL_PLATFORMS: tuple[str, ...] = ("cuda",)
+_BACKEND = {"cuda": "triton", "tpu": "mosaic_tpu"}
 
 
 def compiler_params(backend: str, grid_dims: int) -> Any:
@@ -20,3 +33,13 @@ def compiler_params(backend: str, grid_dims: int) -> Any:
   if backend == "interpret":
     return None
   raise ValueError(f"unknown Pallas backend {backend!r}")
+
+
+def by_platform(kernel: Callable[..., Any], plain: Callable[..., Any],
+                *args: Any) -> Any:
+  """`kernel(*args, backend=...)` on the platforms of KERNEL_PLATFORMS, else
+  `plain(*args)`; decided when the program is lowered
+  (`jax.lax.platform_dependent`), so ahead-of-time plans get the target's."""
+  per_platform = {p: functools.partial(kernel, backend=_BACKEND[p])
+                  for p in KERNEL_PLATFORMS}
+  return jax.lax.platform_dependent(*args, default=plain, **per_platform)

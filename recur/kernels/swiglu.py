@@ -10,10 +10,11 @@ does not keep it) and `d gate_up`. XLA computes them in two kernels (`h`
 `gate_up` twice; `swiglu_bwd` does it in one pass (H200 plan, TRM-Att ARC:
 -1.08 GB per differentiated block; docs/benchmarks.md).
 
-`impl`: "pallas" runs the Pallas kernel where it lowers (Triton on GPUs, Mosaic
-on TPUs, chosen when the program is lowered, so ahead-of-time plans get the
-target's kernel) and plain JAX elsewhere (CPU); "xla" is plain JAX everywhere;
-"interpret" is the kernel in Pallas interpret mode (tests on a CPU).
+`impl`: "pallas" runs the Pallas kernel on the platforms of
+`backends.KERNEL_PLATFORMS` (GPUs: Triton; TPUs' Mosaic lowering is there but
+off by default), chosen when the program is lowered, so ahead-of-time plans
+get the target's kernel, and plain JAX elsewhere (CPU); "xla" is plain JAX
+everywhere; "interpret" is the kernel in Pallas interpret mode (CPU tests).
 
 Both paths compute in float32 and round once; the forward is the same
 expression either way, so only the gradient's rounding can differ (by at most
@@ -106,10 +107,7 @@ def swiglu_bwd(gate_up: Array, dh: Array, impl: str = "pallas"
     return swiglu_bwd_reference(gate_up, dh)
   if impl == "interpret":
     return _pallas_bwd(gate_up, dh, "interpret")
-  return jax.lax.platform_dependent(
-      gate_up, dh, default=swiglu_bwd_reference,
-      cuda=functools.partial(_pallas_bwd, backend="triton"),
-      tpu=functools.partial(_pallas_bwd, backend="mosaic_tpu"))
+  return backends.by_platform(_pallas_bwd, swiglu_bwd_reference, gate_up, dh)
 
 
 def _specs(ndim: int, token_mixing: bool) -> tuple[str, str, str]:
