@@ -22,7 +22,7 @@ import dataclasses
 import math
 import re
 
-__all__ = ["Cost", "module_cost", "shape_bytes"]
+__all__ = ["Cost", "module_cost", "shape_bytes", "breakdown", "main"]
 
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2,
                 "bf16": 2, "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8,
@@ -135,20 +135,24 @@ def _fmha_flops(q_shape: str, k_shape: str, backward: bool) -> float:
   return (10.0 if backward else 4.0) * b * n * sq * skv * d
 
 
-def _comp_cost(name: str, comps, memo, flops_only: bool = False) -> Cost:
+def _comp_cost(name: str, comps, memo, flops_only: bool = False,
+               rows: list | None = None, times: float = 1.0) -> Cost:
+  """Cost of computation `name`; with `rows`, every costed top-level
+  instruction is appended as (name, op, shape, op_name, Cost x times)."""
   key = (name, flops_only)
-  if key in memo:
+  if key in memo and rows is None:
     return memo[key]
   shapes = {n: s for n, s, _, _ in comps.get(name, [])}
   total = Cost()
-  for _, shape, op, args in comps.get(name, []):
+  for instr, shape, op, args in comps.get(name, []):
     ops = _operands(args)
     if op == "while":
       body = re.search(r"body=%([\w.\-]+)", args)
       trips = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', args)
       if body:
-        total.add(_comp_cost(body.group(1), comps, memo, flops_only),
-                  int(trips.group(1)) if trips else 1)
+        n = int(trips.group(1)) if trips else 1
+        total.add(_comp_cost(body.group(1), comps, memo, flops_only,
+                             rows, times * n), n)
       continue
     c = Cost()
     if op == "fusion":
@@ -157,7 +161,7 @@ def _comp_cost(name: str, comps, memo, flops_only: bool = False) -> Cost:
         c.flops = _comp_cost(called.group(1), comps, memo, True).flops
     elif op in ("call", "async-start", "conditional"):
       for callee in re.findall(r"(?:to_apply|calls)=%([\w.\-]+)", args):
-        total.add(_comp_cost(callee, comps, memo, flops_only))
+        total.add(_comp_cost(callee, comps, memo, flops_only, rows, times))
       continue
     elif op == "dot" and ops:
       c.flops = _dot_flops(shape, shapes.get(ops[0], ""), args)
@@ -176,6 +180,10 @@ def _comp_cost(name: str, comps, memo, flops_only: bool = False) -> Cost:
                        if dt not in ("s8", "u8"))
       c.bytes = shape_bytes(out) + sum(shape_bytes(shapes.get(o, "")) for o in ops)
     total.add(c)
+    if rows is not None and (c.bytes or c.flops):
+      op_name = re.search(r'op_name="([^"]*)"', args)
+      rows.append((instr, op, shape, op_name.group(1) if op_name else "",
+                   Cost(c.flops * times, c.bytes * times)))
   memo[key] = total
   return total
 
@@ -186,3 +194,61 @@ def module_cost(text: str) -> Cost:
   if entry is None:
     raise ValueError("no ENTRY computation in the HLO text")
   return _comp_cost(entry, comps, {})
+
+
+def _source(op_name: str) -> str:
+  """A short label for where an op came from: its jax op path without the
+  jit/jvp/closed_call wrappers (module names and the primitive stay)."""
+  parts = [p for p in op_name.split("/")
+           if p and not p.startswith(("jit(", "closed_call", "jvp(", "checkpoint"))
+           and p not in ("jvp()", "transpose(jvp())")]
+  bwd = "bwd " if "transpose(" in op_name else ""
+  return bwd + "/".join(parts[-3:])
+
+
+def breakdown(text: str) -> list[tuple]:
+  """Every costed top-level instruction of one ENTRY run, dearest (bytes)
+  first: (name, op, shape, source label, Cost)."""
+  comps, entry = _parse(text)
+  if entry is None:
+    raise ValueError("no ENTRY computation in the HLO text")
+  rows: list = []
+  _comp_cost(entry, comps, {}, rows=rows)
+  rows = [(n, op, shape, _source(src), c) for n, op, shape, src, c in rows]
+  return sorted(rows, key=lambda r: -r[4].bytes)
+
+
+def main(argv=None) -> None:
+  """`python -m experiments.hlo_cost FILE.hlo [--top=N] [--by=source|op]`:
+  where an optimized HLO module's bytes go (a plan's `--dump_hlo` file)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  ap = argparse.ArgumentParser(description=main.__doc__)
+  ap.add_argument("hlo")
+  ap.add_argument("--top", type=int, default=30)
+  ap.add_argument("--by", choices=("instr", "source", "op"), default="instr")
+  a = ap.parse_args(argv)
+  with open(a.hlo, encoding="utf-8") as f:
+    rows = breakdown(f.read())
+  total = sum(r[4].bytes for r in rows)
+  print(f"total {total / 1e9:.2f} GB, {sum(r[4].flops for r in rows) / 1e12:.2f} "
+        f"TFLOP over {len(rows)} instructions")
+  if a.by == "instr":
+    for n, op, shape, src, c in rows[:a.top]:
+      print(f"{c.bytes / 1e9:8.2f} GB {100 * c.bytes / total:5.1f}%  {op:12s} "
+            f"{n:32s} {shape[:40]:40s} {src}")
+    return
+  groups: dict[str, list] = {}
+  for n, op, shape, src, c in rows:
+    k = src if a.by == "source" else (n.rstrip("0123456789.").rstrip("_")
+                                       if op == "fusion" else op)
+    g = groups.setdefault(k, [0.0, 0.0, 0])
+    g[0] += c.bytes
+    g[1] += c.flops
+    g[2] += 1
+  for k, (b, fl, cnt) in sorted(groups.items(), key=lambda kv: -kv[1][0])[:a.top]:
+    print(f"{b / 1e9:8.2f} GB {100 * b / total:5.1f}% {cnt:4d}x  "
+          f"{fl / 1e12:7.2f} TFLOP  {k}")
+
+
+if __name__ == "__main__":
+  main()

@@ -98,6 +98,7 @@ class ModelConfig:
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
   remat: str | None = "auto"       # "auto" (recur.plans: by platform), None, or a policy name
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
+  fused_kernels: bool = True       # recur.kernels (Pallas) on GPUs/TPUs where XLA does not fuse; False: plain JAX
 
   def __post_init__(self):
     if self.pos_encodings not in POS_ENCODINGS:
@@ -173,7 +174,8 @@ class ModelConfig:
     return layers.LayerConfig(
         hidden_size=self.hidden_size, num_heads=self.num_heads,
         expansion=self.expansion, seq_len=self.full_seq_len, mlp_t=self.mlp_t,
-        rms_norm_eps=self.rms_norm_eps, attention_impl=self.attention_impl)
+        rms_norm_eps=self.rms_norm_eps, attention_impl=self.attention_impl,
+        fused_kernels=self.fused_kernels)
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)

@@ -3,7 +3,7 @@
 A run's fingerprint (saved in every checkpoint's meta and as model.json):
 
 * "model": the model config (minus execution-only fields: unroll, remat,
-  attention implementation), "global_batch_size";
+  attention implementation, fused kernels), "global_batch_size";
 * "data": the source's name, shapes and puzzle-table size; "options": the data
   options the source was built from (e.g. Sudoku's generator seed, number of
   augmentations; a file path is not compared, its content is); "seed": the
@@ -37,11 +37,12 @@ from typing import Any
 
 from etils import epath
 
-__all__ = ["run_fingerprint", "data_options_compared", "data_files", "diff", "resume_view", "optim_changes"]
+__all__ = ["run_fingerprint", "data_options_compared", "data_files", "diff",
+           "resume_view", "optim_changes"]
 
 _SAMPLE = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20
-_EXECUTION_ONLY = ("unroll", "remat", "attention_impl")
+_EXECUTION_ONLY = ("unroll", "remat", "attention_impl", "fused_kernels")
 # Where the data is (not what it is: `files` and `source` compare that), and
 # evaluation knobs.
 _NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path",

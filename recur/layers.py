@@ -33,17 +33,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.ad_checkpoint import checkpoint_name
+
 from recur import attention as attention_lib
+from recur.kernels import add_rms_norm as add_rms_norm_lib
+from recur.kernels import swiglu as swiglu_lib
 
 __all__ = [
     "LayerConfig", "swiglu_width", "trunc_normal", "fan_in_trunc_normal",
     "rms_norm", "embedding_lookup", "rope_tables", "apply_rope", "Attention",
     "SwiGLU", "TokenMixingMLP", "Block", "ReasoningModule", "init_stack",
-    "level_fn", "num_params",
+    "level_fn", "num_params", "DOT_OUTPUT_NAME",
 ]
 
 Array = jax.Array
 Params = dict[str, Any]
+
+# checkpoint_name of matmul outputs computed inside a custom VJP (where remat
+# policies cannot see the dot): "dots" policies save these too.
+DOT_OUTPUT_NAME = "matmul_in_custom_vjp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,7 @@ class LayerConfig:
   mlp_t: bool = False            # token-mixing SwiGLU instead of attention
   rms_norm_eps: float = 1e-5
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
+  fused_kernels: bool = True     # recur.kernels where they lower (GPU/TPU); False: plain JAX
 
   @property
   def head_dim(self) -> int:
@@ -251,6 +260,7 @@ class SwiGLU(nn.Module):
   param_dtype: Any = jnp.float32
   gate_up_init: Initializer = fan_in_trunc_normal
   down_init: Initializer = fan_in_trunc_normal
+  kernel_impl: str = "pallas"    # recur.kernels.swiglu.IMPLS
 
   @nn.compact
   def __call__(self, x_BSD: Array) -> Array:
@@ -260,8 +270,13 @@ class SwiGLU(nn.Module):
     w_gate_up = self.param("gate_up", self.gate_up_init, (d, 2 * inner),
                            self.param_dtype)
     w_down = self.param("down", self.down_init, (inner, d), self.param_dtype)
-    gate, up = jnp.split(_dense(x_BSD, w_gate_up), 2, axis=-1)
-    return _dense(jax.nn.silu(gate) * up, w_down)
+    # One-pass backward kernel for the activation (recur.kernels.swiglu).
+    # Named: remat policies that keep matmul outputs keep this one too, as
+    # they kept the plain `h @ w_down` (recur.recursion.remat_policy).
+    return checkpoint_name(
+        swiglu_lib.swiglu_down(_dense(x_BSD, w_gate_up),
+                               w_down.astype(x_BSD.dtype), self.kernel_impl),
+        DOT_OUTPUT_NAME)
 
 
 class TokenMixingMLP(nn.Module):
@@ -272,6 +287,7 @@ class TokenMixingMLP(nn.Module):
   param_dtype: Any = jnp.float32
   gate_up_init: Initializer = fan_in_trunc_normal
   down_init: Initializer = fan_in_trunc_normal
+  kernel_impl: str = "pallas"    # recur.kernels.swiglu.IMPLS
 
   @nn.compact
   def __call__(self, x_BSD: Array) -> Array:
@@ -283,11 +299,14 @@ class TokenMixingMLP(nn.Module):
     w_down = self.param("mlp_t_down", self.down_init, (inner, s),
                         self.param_dtype)
     # The reference transposes to [B, D, S] and applies a SwiGLU over S; the
-    # same maths as contractions over axis 1, without transposes.
-    gate, up = jnp.split(jnp.einsum("bsd,si->bid", x_BSD,
-                                    w_gate_up.astype(x_BSD.dtype)), 2, axis=1)
-    return jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
-                      w_down.astype(x_BSD.dtype))
+    # same maths as contractions over S, without explicit transposes: the
+    # inner axis last ([B, D, 2I], as the matmul lays it out) for the
+    # one-pass backward of recur.kernels.swiglu.
+    gate_up = jnp.einsum("bsd,si->bdi", x_BSD, w_gate_up.astype(x_BSD.dtype))
+    return checkpoint_name(
+        swiglu_lib.swiglu_down(gate_up, w_down.astype(x_BSD.dtype),
+                               self.kernel_impl, True),
+        DOT_OUTPUT_NAME)
 
 
 class Block(nn.Module):
@@ -310,14 +329,15 @@ class Block(nn.Module):
       key = self.init_key if self.init_key is not None else self.make_rng("params")
       inits = [_keyed(k) for k in jax.random.split(key, 4)]
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    impl = "pallas" if cfg.fused_kernels else "xla"
     if cfg.mlp_t:
       self.mixer = TokenMixingMLP(cfg.expansion, gate_up_init=inits[0],
-                                  down_init=inits[1], **kw)
+                                  down_init=inits[1], kernel_impl=impl, **kw)
     else:
       self.mixer = Attention(cfg.num_heads, cfg.head_dim, cfg.attention_impl,
                              qkv_init=inits[0], o_init=inits[1], **kw)
     self.mlp = SwiGLU(cfg.expansion, gate_up_init=inits[2], down_init=inits[3],
-                      **kw)
+                      kernel_impl=impl, **kw)
     nn.share_scope(self, self.mixer)
     nn.share_scope(self, self.mlp)
 
@@ -327,8 +347,17 @@ class Block(nn.Module):
     if self.config.mlp_t:
       h_BSD = rms_norm(h_BSD + self.mixer(h_BSD), eps, 1)
     else:
-      h_BSD = rms_norm(h_BSD + self.mixer(h_BSD, rope), eps)
-    return rms_norm(h_BSD + self.mlp(h_BSD), eps)
+      h_BSD = self._add_norm(h_BSD, self.mixer(h_BSD, rope))
+    return self._add_norm(h_BSD, self.mlp(h_BSD))
+
+  def _add_norm(self, h_BSD: Array, mix_BSD: Array) -> Array:
+    """rms(h + mix) over D; one-pass backward kernel when fused_kernels."""
+    eps = self.config.rms_norm_eps
+    if self.config.fused_kernels:
+      dt = jnp.result_type(h_BSD, mix_BSD)   # the dtype `h + mix` would have
+      return add_rms_norm_lib.add_rms_norm(h_BSD.astype(dt), mix_BSD.astype(dt),
+                                           eps, "pallas")
+    return rms_norm(h_BSD + mix_BSD, eps)
 
 
 class _ScanBlock(Block):
@@ -340,8 +369,8 @@ class _ScanBlock(Block):
 
 class ReasoningModule(nn.Module):
   """A reasoning module, `layers(h + injection)`: `num_layers` blocks whose
-  weights are stacked on a leading layer axis; the loop is unrolled (2-8
-  layers) so XLA sees straight-line code, as a Python loop would give."""
+  weights are stacked on a leading layer axis (declared by an `nn.scan` at
+  init); applied as a Python loop over the layers (2-8), straight-line code."""
   config: LayerConfig
   num_layers: int
   dtype: Any = None
@@ -359,7 +388,21 @@ class ReasoningModule(nn.Module):
 
   def __call__(self, h_BSD: Array, injection_BSD: Array,
                rope: tuple[Array, Array] | None = None) -> Array:
-    h_BSD, _ = self.layers(h_BSD + injection_BSD, rope)
+    h_BSD = h_BSD + injection_BSD
+    if self.is_initializing():
+      h_BSD, _ = self.layers(h_BSD, rope)
+      return h_BSD
+    # Applied as a Python loop over the layers' weight slices, not through the
+    # scan: a scan, even unrolled, stacks what autodiff keeps of each layer
+    # into [L, ...] buffers, and filling those is a copy of every saved
+    # activation (~40 GB per TRM-Att ARC step on the H200 plan,
+    # docs/benchmarks.md). Same weights, same maths.
+    stack = self.variables["params"]
+    block = Block(self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+                  parent=None)
+    for i in range(self.num_layers):
+      layer = jax.tree.map(lambda w, i=i: w[i], stack)
+      h_BSD = block.apply({"params": layer}, h_BSD, rope)  # type: ignore[assignment]
     return h_BSD
 
 
@@ -367,6 +410,9 @@ def init_stack(key: Array, cfg: LayerConfig, num_layers: int) -> Params:
   """A reasoning module's weights on the reference's schedule (block i from
   `split(key, num_layers)[i]`): the layout of `ReasoningModule`'s "params"."""
   h = jax.ShapeDtypeStruct((1, cfg.seq_len, cfg.hidden_size), jnp.float32)
+  # The weights do not depend on the attention kernel; tracing the f32 init with
+  # XLA attention keeps half-precision-only kernels (cuDNN) out of it.
+  cfg = dataclasses.replace(cfg, attention_impl="xla")
   # Flax wants a "params" rng for every param; the keyed initializers ignore it.
   # parent=None: a standalone module even when called inside another module's
   # method (recur.flax), which Linen would otherwise make its parent.

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import jax
 
-from recur import plans
+from recur import layers, plans
 from recur.config import InnerCarry, ModelConfig
 
 __all__ = ["recurse", "repeat", "remat_policy", "grad_L_updates"]
@@ -28,12 +28,25 @@ def remat_policy(name: str | None):
   if name == "full":
     return jax.checkpoint_policies.nothing_saveable
   if name == "dots":
-    return jax.checkpoint_policies.dots_saveable
+    name = "dots_saveable"
   policy = getattr(jax.checkpoint_policies, name, None)
   if policy is None:
     raise ValueError(f"unknown remat policy {name!r}: use 'full', 'dots' or a "
                      "jax.checkpoint_policies name")
+  if name.startswith("dots"):
+    # Matmuls inside custom VJPs (recur.kernels) are named, not seen as dots;
+    # cuDNN attention's output and softmax statistics (what its backward
+    # needs besides q, k, v) are matmul results too: keeping them (~0.2 GB per
+    # layer at the ARC batch) spares re-running the attention forward.
+    cp = jax.checkpoint_policies
+    policy = cp.save_from_both_policies(
+        policy, cp.save_only_these_names(layers.DOT_OUTPUT_NAME))
+    policy = cp.save_from_both_policies(policy, _fused_attention_saveable)
   return policy
+
+
+def _fused_attention_saveable(prim, *_, **__) -> bool:
+  return prim.name.startswith("dot_product_attention_fwd")
 
 
 def repeat(fn: Callable[[Any], Any], init, n: int, unroll):
