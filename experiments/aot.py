@@ -80,6 +80,9 @@ flags.DEFINE_list("case", None, "Case name(s) from experiments/bench.py.")
 flags.DEFINE_integer("table_rows", None, "Puzzle-table rows (default the "
                      "paper's: ARC 1M, Sudoku 1).")
 flags.DEFINE_bool("suggest", False, "Search batch and remat policy that fit.")
+flags.DEFINE_string("dump_hlo", None, "Folder to write each compiled plan's "
+                    "optimized HLO text to (<case>_<target>_<impl>_b<batch>.hlo"
+                    ".txt), for experiments.tpu_breakdown.")
 
 SUGGEST_POLICIES = ("none", "dots_with_no_batch_dims_saveable", "dots", "full")
 SUGGEST_BATCHES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
@@ -223,7 +226,15 @@ def step_cost(compiled) -> tuple[float, float, str]:
 def run_plan(plan: Plan) -> dict[str, Any]:
   """compile_plan as a record; a failure (over HBM, unsupported) is a record."""
   try:
-    return compile_plan(plan)[0]
+    rec, compiled = compile_plan(plan)
+    if FLAGS.dump_hlo:
+      os.makedirs(FLAGS.dump_hlo, exist_ok=True)
+      path = os.path.join(FLAGS.dump_hlo, f"{plan.case}_{plan.target}_"
+                          f"{rec['attention_impl']}_b{rec['batch']}.hlo.txt")
+      with open(path, "w", encoding="utf-8") as f:
+        f.write(compiled.as_text())
+      rec["hlo_path"] = path
+    return rec
   except Exception as e:  # pylint: disable=broad-except
     msg = f"{type(e).__name__}: {e}"
     over = "RESOURCE_EXHAUSTED" in msg or "exceeds available" in msg

@@ -32,6 +32,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from recur import attention_tpu
+
 __all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "padded_len",
            "padded_masked", "CUDNN_SEQ_MULTIPLE", "TPU_BLOCK"]
 
@@ -119,10 +121,15 @@ def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> 
 
 
 def _pallas_tpu(q, k, v):
+  b, s, n, kd = q.shape
+  if attention_tpu.supported(s, n, kd):
+    # Short sequences: recur's lane-dense kernel on the projections' own
+    # [B, S, N*K] layout (recur/attention_tpu.py says why).
+    flat = lambda x: x.reshape(b, s, n * kd)
+    return attention_tpu.attention_bsd(flat(q), flat(k), flat(v), kd).reshape(q.shape)
   # Imported lazily: the Pallas TPU ops pull in Mosaic, which CPU/GPU runs
   # never need.
   from jax.experimental.pallas.ops.tpu import flash_attention as fa  # pylint: disable=g-import-not-at-top
-  b, s, _, kd = q.shape
   sp = padded_len(s, "pallas_tpu")
   to_bnsk = lambda x: jnp.swapaxes(_pad_seq(x, sp), 1, 2)
   seg = (jnp.arange(sp) < s).astype(jnp.int32)

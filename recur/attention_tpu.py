@@ -1,0 +1,214 @@
+"""Lane-dense Pallas TPU attention for short sequences (S <= `MAX_SEQ`).
+
+Why not jax's bundled flash kernel (`pallas.ops.tpu.flash_attention`, which
+recur.attention still uses for longer sequences): with head_dim 64 its
+[B, N, S, 64] operands fill half of each 128-lane HBM tile (2x the bytes), they
+are transposes of the projection's [B, S, N*K] output (a copy each way), the
+sequence is padded to its block and masked with segment ids, its softmax
+statistics are stored as [B, N, S, 128] f32 (4x the bytes of q) and read back
+broadcast, its backward kernels give XLA no cost estimate, and at its 128-row
+blocks every K/V block is re-read once per q block.
+
+This kernel reads q, k, v and writes o in the layout the projections use,
+[B, S, N*K] (lane-dense: a 128-lane block holds 128 // K heads), keeps a whole
+(unpadded) sequence of K and V in VMEM, so the softmax is exact in one pass and
+needs no statistics; the backward kernel recomputes it from q and k. Within a
+128-lane block each head is selected by zeroing the other heads' lanes before
+the contraction (the MXU contracts 128 lanes either way) and keeping only its
+lanes of each product.
+
+Grid (B, lane blocks, q blocks): q/o/dq blocks of `Q_BLOCK` rows (the last one
+ragged: its rows past S are zeroed before use, and their writes dropped), K/V
+and the dK/dV accumulators whole. Each pallas_call passes XLA an exact
+`CostEstimate` (every operand read once, every result written once).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["supported", "attention_bsd", "MAX_SEQ", "Q_BLOCK"]
+
+Array = jax.Array
+LANES = 128
+# A whole sequence of K/V and [Q_BLOCK, S] f32 scores per head live in VMEM:
+# at S = 2048 about 4 x 2 MB of scores in the backward pass.
+MAX_SEQ = 2048
+Q_BLOCK = 256
+
+
+def lane_block(num_heads: int, head_dim: int) -> int | None:
+  """Lanes per block (a whole number of heads), or None when none fits."""
+  d = num_heads * head_dim
+  if d <= LANES:
+    return d
+  if d % LANES == 0 and LANES % head_dim == 0:
+    return LANES
+  if head_dim % LANES == 0:
+    return head_dim
+  return None
+
+
+def supported(seq_len: int, num_heads: int, head_dim: int) -> bool:
+  return seq_len <= MAX_SEQ and lane_block(num_heads, head_dim) is not None
+
+
+def _q_block(s: int) -> int:
+  return s if s <= Q_BLOCK else Q_BLOCK
+
+
+def _head_lanes(lanes: int, head_dim: int, h: int) -> Array:
+  lane = jax.lax.broadcasted_iota(jnp.int32, (1, lanes), 1)
+  return (lane >= h * head_dim) & (lane < (h + 1) * head_dim)
+
+
+def _valid_rows(rows: int, seq_len: int) -> Array:
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  first = pl.program_id(2) * rows
+  return (first + jax.lax.broadcasted_iota(jnp.int32, (rows, 1), 0)) < seq_len
+
+
+def _softmax_rows(q, k, mask, scale):
+  """Softmax over all keys of head `mask`'s scores, [rows, S] f32."""
+  s = jax.lax.dot_general(jnp.where(mask, q, 0), k, (((1,), (1,)), ((), ())),
+                          preferred_element_type=jnp.float32) * scale
+  p = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
+  return p / jnp.sum(p, axis=1, keepdims=True)
+
+
+def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, *, head_dim, seq_len, scale):
+  rows, lanes = q_ref.shape[1:]
+  ok = _valid_rows(rows, seq_len)
+  q = jnp.where(ok, q_ref[0], 0)
+  k, v = k_ref[0], v_ref[0]
+  o = jnp.zeros((rows, lanes), jnp.float32)
+  for h in range(lanes // head_dim):
+    mask = _head_lanes(lanes, head_dim, h)
+    p = _softmax_rows(q, k, mask, scale)
+    pv = jnp.dot(p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    o = jnp.where(mask, pv, o)
+  o_ref[0] = o.astype(o_ref.dtype)
+
+
+def _bwd_kernel(q_ref, k_ref, v_ref, o_ref, do_ref, dq_ref, dk_ref, dv_ref,
+                dk_acc, dv_acc, *, head_dim, seq_len, scale):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  rows, lanes = q_ref.shape[1:]
+  qi = pl.program_id(2)
+
+  @pl.when(qi == 0)
+  def _():
+    dk_acc[...] = jnp.zeros_like(dk_acc)
+    dv_acc[...] = jnp.zeros_like(dv_acc)
+
+  ok = _valid_rows(rows, seq_len)
+  q = jnp.where(ok, q_ref[0], 0)
+  do = jnp.where(ok, do_ref[0], 0)
+  o = jnp.where(ok, o_ref[0], 0)
+  k, v = k_ref[0], v_ref[0]
+  # rowsum(dO * O) per head: the softmax backward's correction term.
+  do_o = do.astype(jnp.float32) * o.astype(jnp.float32)
+  dq = jnp.zeros((rows, lanes), jnp.float32)
+  tn = (((0,), (0,)), ((), ()))     # a^T b
+  nt = (((1,), (1,)), ((), ()))     # a b^T
+  for h in range(lanes // head_dim):
+    mask = _head_lanes(lanes, head_dim, h)
+    p = _softmax_rows(q, k, mask, scale)
+    dp = jax.lax.dot_general(jnp.where(mask, do, 0), v, nt,
+                             preferred_element_type=jnp.float32)
+    corr = jnp.sum(jnp.where(mask, do_o, 0.0), axis=1, keepdims=True)
+    ds = (p * (dp - corr) * scale).astype(q.dtype)
+    dq = jnp.where(mask, jnp.dot(ds, k, preferred_element_type=jnp.float32), dq)
+    dk_h = jax.lax.dot_general(ds, q, tn, preferred_element_type=jnp.float32)
+    dv_h = jax.lax.dot_general(p.astype(do.dtype), do, tn,
+                               preferred_element_type=jnp.float32)
+    dk_acc[...] += jnp.where(mask, dk_h, 0.0)
+    dv_acc[...] += jnp.where(mask, dv_h, 0.0)
+  dq_ref[0] = dq.astype(dq_ref.dtype)
+
+  @pl.when(qi == pl.num_programs(2) - 1)
+  def _():
+    dk_ref[0] = dk_acc[...].astype(dk_ref.dtype)
+    dv_ref[0] = dv_acc[...].astype(dv_ref.dtype)
+
+
+def _specs(b, s, d, lanes):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  rows = _q_block(s)
+  grid = (b, d // lanes, pl.cdiv(s, rows))
+  rows_spec = pl.BlockSpec((1, rows, lanes), lambda bi, li, qi: (bi, qi, li))
+  seq_spec = pl.BlockSpec((1, s, lanes), lambda bi, li, qi: (bi, 0, li))
+  return grid, rows_spec, seq_spec
+
+
+def _nbytes(*xs) -> int:
+  return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in xs)
+
+
+def _forward(q, k, v, head_dim):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
+  b, s, d = q.shape
+  lanes = lane_block(d // head_dim, head_dim)
+  grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  kernel = functools.partial(_fwd_kernel, head_dim=head_dim, seq_len=s,
+                             scale=1.0 / math.sqrt(head_dim))
+  heads_scores = b * (d // head_dim) * s * s
+  return pl.pallas_call(
+      kernel, grid=grid, in_specs=[rows_spec, seq_spec, seq_spec],
+      out_specs=rows_spec, out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+      compiler_params=pltpu.CompilerParams(
+          dimension_semantics=("parallel", "parallel", "parallel")),
+      cost_estimate=pl.CostEstimate(
+          flops=4 * heads_scores * head_dim, transcendentals=heads_scores,
+          bytes_accessed=_nbytes(q, k, v, q)),
+      name="recur_attention_fwd",
+  )(q, k, v)
+
+
+def _backward(q, k, v, o, do, head_dim):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
+  b, s, d = q.shape
+  lanes = lane_block(d // head_dim, head_dim)
+  grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  kernel = functools.partial(_bwd_kernel, head_dim=head_dim, seq_len=s,
+                             scale=1.0 / math.sqrt(head_dim))
+  heads_scores = b * (d // head_dim) * s * s
+  shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
+  return pl.pallas_call(
+      kernel, grid=grid,
+      in_specs=[rows_spec, seq_spec, seq_spec, rows_spec, rows_spec],
+      out_specs=[rows_spec, seq_spec, seq_spec], out_shape=[shape] * 3,
+      scratch_shapes=[pltpu.VMEM((s, lanes), jnp.float32)] * 2,
+      compiler_params=pltpu.CompilerParams(
+          dimension_semantics=("parallel", "parallel", "arbitrary")),
+      # Scores recomputed, dP, dQ, dK, dV: five [S, S] x K matmuls per head.
+      cost_estimate=pl.CostEstimate(
+          flops=10 * heads_scores * head_dim, transcendentals=heads_scores,
+          bytes_accessed=_nbytes(q, k, v, o, do) + 3 * _nbytes(q)),
+      name="recur_attention_bwd",
+  )(q, k, v, o, do)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def attention_bsd(q: Array, k: Array, v: Array, head_dim: int) -> Array:
+  """softmax(q_h k_h^T / sqrt(K)) v_h per head, on [B, S, N*K] arrays."""
+  return _forward(q, k, v, head_dim)
+
+
+def _vjp_fwd(q, k, v, head_dim):
+  o = _forward(q, k, v, head_dim)
+  return o, (q, k, v, o)
+
+
+def _vjp_bwd(head_dim, res, do):
+  q, k, v, o = res
+  dq, dk, dv = _backward(q, k, v, o, do, head_dim)
+  return dq, dk, dv
+
+
+attention_bsd.defvjp(_vjp_fwd, _vjp_bwd)
