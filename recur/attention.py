@@ -12,11 +12,14 @@
   tracing to a multiple of `CUDNN_SEQ_MULTIPLE` and the padded keys are masked
   (`key_value_seq_lengths`); padded query rows are sliced off, so the result and
   its gradient are exactly those of the unpadded attention.
-* "pallas_tpu": the Pallas/Mosaic flash attention kernel that ships with jax
-  (`jax.experimental.pallas.ops.tpu.flash_attention`, forward and backward
-  kernels), on a sequence padded to a multiple of `TPU_BLOCK`, the padding
-  masked with segment ids (real positions are segment 1, padding segment 0, so
-  a real query never sees a padded key). Never materialises [S, S] scores in HBM.
+* "pallas_tpu": Pallas/Mosaic kernels that never materialise [S, S] scores in
+  HBM. Sequences up to `attention_tpu.MAX_SEQ` (all of this project's) run
+  recur's lane-dense kernel (recur/attention_tpu.py) on the projections'
+  [B, S, N*K] layout, unpadded; longer ones the flash attention kernel that
+  ships with jax (`jax.experimental.pallas.ops.tpu.flash_attention`), on a
+  sequence padded to a multiple of `TPU_BLOCK`, the padding masked with
+  segment ids (real positions are segment 1, padding segment 0, so a real
+  query never sees a padded key).
 
 `resolve_impl(requested, platform, ...)` turns None/"auto" into one of those
 from an explicit platform ("gpu", "tpu", "cpu"), so an ahead-of-time plan for a
