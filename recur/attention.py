@@ -82,11 +82,24 @@ def resolve_impl(requested: str | None, platform: str | None = None, *,
   return "xla"
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, impl: str) -> Array:
-  """Non-causal softmax(q k^T / sqrt(K)) v over [B, S, N, K] inputs.
+def dot_product_attention(q: Array, k: Array, v: Array, impl: str,
+                          rope: tuple[Array, Array] | None = None) -> Array:
+  """Non-causal softmax(q k^T / sqrt(K)) v over [B, S, N, K] inputs; with
+  `rope` = (cos, sin) [S, K] tables, q and k get rotate-half RoPE first
+  (`recur.layers.apply_rope`; inside the kernel where it can).
 
   "pallas_tpu" runs on a CPU inside `pltpu.force_tpu_interpret_mode()` (the
   context must cover the lowering of the forward and of the gradient)."""
+  b, s, n, kd = q.shape
+  if impl == "pallas_tpu" and attention_tpu.supported(s, n, kd):
+    # Short sequences: recur's lane-dense kernel on the projections' own
+    # [B, S, N*K] layout, RoPE inside (recur/attention_tpu.py says why).
+    flat = lambda x: x.reshape(b, s, n * kd)
+    return attention_tpu.attention_bsd(flat(q), flat(k), flat(v), kd,
+                                       rope).reshape(q.shape)
+  if rope is not None:
+    from recur.layers import apply_rope  # pylint: disable=g-import-not-at-top  # layers imports this module
+    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
   if impl == "xla":
     return jax.nn.dot_product_attention(q, k, v, is_causal=False,
                                         implementation="xla")
@@ -124,15 +137,11 @@ def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> 
 
 
 def _pallas_tpu(q, k, v):
-  b, s, n, kd = q.shape
-  if attention_tpu.supported(s, n, kd):
-    # Short sequences: recur's lane-dense kernel on the projections' own
-    # [B, S, N*K] layout (recur/attention_tpu.py says why).
-    flat = lambda x: x.reshape(b, s, n * kd)
-    return attention_tpu.attention_bsd(flat(q), flat(k), flat(v), kd).reshape(q.shape)
+  # Sequences over attention_tpu.MAX_SEQ: jax's flash kernel.
   # Imported lazily: the Pallas TPU ops pull in Mosaic, which CPU/GPU runs
   # never need.
   from jax.experimental.pallas.ops.tpu import flash_attention as fa  # pylint: disable=g-import-not-at-top
+  b, s, _, kd = q.shape
   sp = padded_len(s, "pallas_tpu")
   to_bnsk = lambda x: jnp.swapaxes(_pad_seq(x, sp), 1, 2)
   seg = (jnp.arange(sp) < s).astype(jnp.int32)

@@ -17,6 +17,15 @@ needs no statistics; the backward kernel recomputes it from q and k. Within a
 the contraction (the MXU contracts 128 lanes either way) and keeping only its
 lanes of each product.
 
+Rotate-half RoPE is applied inside both kernels when tables are given
+(`rope=(cos [S, K], sin [S, K])`): q and k arrive as the projection wrote
+them, so XLA does not write rotated copies (in the plans, RoPE's f32 slices
+of 32 lanes and its layout copies were a third of TRM-Att's bytes). The
+rotation is a matmul with a signed permutation of each head's lanes (exact;
+the MXU does it in the shadow of the attention matmuls), in f32 as
+`recur.layers.apply_rope` does, rounded to q's dtype before the scores; the
+backward pass rotates dQ and dK back. The tables are constants (no gradient).
+
 Grid (B, lane blocks, q blocks): q/o/dq blocks of `Q_BLOCK` rows (the last one
 ragged: its rows past S are zeroed before use, and their writes dropped), K/V
 and the dK/dV accumulators whole. Each pallas_call passes XLA an exact
@@ -71,19 +80,72 @@ def _valid_rows(rows: int, seq_len: int) -> Array:
   return (first + jax.lax.broadcasted_iota(jnp.int32, (rows, 1), 0)) < seq_len
 
 
+def _rotate_half_matrix(lanes: int, head_dim: int, dtype) -> Array:
+  """R with x @ R = rotate_half(x) per head: out[j] = -x[j + K/2] in each
+  head's first half, x[j - K/2] in its second."""
+  i = jax.lax.broadcasted_iota(jnp.int32, (lanes, lanes), 0)
+  j = jax.lax.broadcasted_iota(jnp.int32, (lanes, lanes), 1)
+  half = head_dim // 2
+  first = (j % head_dim) < half
+  r = jnp.where(first & (i == j + half), -1.0,
+                jnp.where(~first & (i == j - half), 1.0, 0.0))
+  return r.astype(dtype)
+
+
+_HI = jax.lax.Precision.HIGHEST
+_NT = (((1,), (1,)), ((), ()))     # a b^T
+_TN = (((0,), (0,)), ((), ()))     # a^T b
+
+
+def _rope(x, cos, sin, r):
+  """apply_rope's f32 math on a [rows, lanes] block, in x's dtype."""
+  prec = _HI if x.dtype == jnp.float32 else None
+  rot = jnp.dot(x, r, precision=prec, preferred_element_type=jnp.float32)
+  return (x.astype(jnp.float32) * cos + rot * sin).astype(x.dtype)
+
+
+def _rope_vjp(g, cos, sin, r):
+  """Cotangent of the pre-RoPE input from that of the rotated one (f32)."""
+  back = jax.lax.dot_general(g * sin, r.astype(jnp.float32), _NT, precision=_HI,
+                             preferred_element_type=jnp.float32)
+  return g * cos + back
+
+
+def _rows(ref, rows):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  start = pl.multiple_of(pl.program_id(2) * rows, rows)
+  return ref[pl.ds(start, rows), :]
+
+
 def _softmax_rows(q, k, mask, scale):
   """Softmax over all keys of head `mask`'s scores, [rows, S] f32."""
-  s = jax.lax.dot_general(jnp.where(mask, q, 0), k, (((1,), (1,)), ((), ())),
+  s = jax.lax.dot_general(jnp.where(mask, q, 0), k, _NT,
                           preferred_element_type=jnp.float32) * scale
   p = jnp.exp(s - jnp.max(s, axis=1, keepdims=True))
   return p / jnp.sum(p, axis=1, keepdims=True)
 
 
-def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, *, head_dim, seq_len, scale):
+def _fwd_kernel(q_ref, k_ref, v_ref, *rest, head_dim, seq_len, scale, rope):
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  if rope:
+    cos_ref, sin_ref, o_ref, k_rot = rest
+  else:
+    (o_ref,) = rest
   rows, lanes = q_ref.shape[1:]
   ok = _valid_rows(rows, seq_len)
   q = jnp.where(ok, q_ref[0], 0)
-  k, v = k_ref[0], v_ref[0]
+  if rope:
+    r = _rotate_half_matrix(lanes, head_dim, q.dtype)
+
+    @pl.when(pl.program_id(2) == 0)
+    def _():
+      k_rot[...] = _rope(k_ref[0], cos_ref[:seq_len], sin_ref[:seq_len], r)
+
+    q = _rope(q, _rows(cos_ref, rows), _rows(sin_ref, rows), r)
+    k = k_rot[...]
+  else:
+    k = k_ref[0]
+  v = v_ref[0]
   o = jnp.zeros((rows, lanes), jnp.float32)
   for h in range(lanes // head_dim):
     mask = _head_lanes(lanes, head_dim, h)
@@ -93,45 +155,60 @@ def _fwd_kernel(q_ref, k_ref, v_ref, o_ref, *, head_dim, seq_len, scale):
   o_ref[0] = o.astype(o_ref.dtype)
 
 
-def _bwd_kernel(q_ref, k_ref, v_ref, o_ref, do_ref, dq_ref, dk_ref, dv_ref,
-                dk_acc, dv_acc, *, head_dim, seq_len, scale):
+def _bwd_kernel(q_ref, k_ref, v_ref, o_ref, do_ref, *rest, head_dim, seq_len,
+                scale, rope):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  if rope:
+    cos_ref, sin_ref, dq_ref, dk_ref, dv_ref, dk_acc, dv_acc, k_rot = rest
+  else:
+    dq_ref, dk_ref, dv_ref, dk_acc, dv_acc = rest
   rows, lanes = q_ref.shape[1:]
   qi = pl.program_id(2)
+  r = _rotate_half_matrix(lanes, head_dim, q_ref.dtype) if rope else None
 
   @pl.when(qi == 0)
   def _():
     dk_acc[...] = jnp.zeros_like(dk_acc)
     dv_acc[...] = jnp.zeros_like(dv_acc)
+    if rope:
+      k_rot[...] = _rope(k_ref[0], cos_ref[:seq_len], sin_ref[:seq_len], r)
 
   ok = _valid_rows(rows, seq_len)
   q = jnp.where(ok, q_ref[0], 0)
   do = jnp.where(ok, do_ref[0], 0)
   o = jnp.where(ok, o_ref[0], 0)
-  k, v = k_ref[0], v_ref[0]
+  if rope:
+    q = _rope(q, _rows(cos_ref, rows), _rows(sin_ref, rows), r)
+    k = k_rot[...]
+  else:
+    k = k_ref[0]
+  v = v_ref[0]
   # rowsum(dO * O) per head: the softmax backward's correction term.
   do_o = do.astype(jnp.float32) * o.astype(jnp.float32)
   dq = jnp.zeros((rows, lanes), jnp.float32)
-  tn = (((0,), (0,)), ((), ()))     # a^T b
-  nt = (((1,), (1,)), ((), ()))     # a b^T
   for h in range(lanes // head_dim):
     mask = _head_lanes(lanes, head_dim, h)
     p = _softmax_rows(q, k, mask, scale)
-    dp = jax.lax.dot_general(jnp.where(mask, do, 0), v, nt,
+    dp = jax.lax.dot_general(jnp.where(mask, do, 0), v, _NT,
                              preferred_element_type=jnp.float32)
     corr = jnp.sum(jnp.where(mask, do_o, 0.0), axis=1, keepdims=True)
     ds = (p * (dp - corr) * scale).astype(q.dtype)
     dq = jnp.where(mask, jnp.dot(ds, k, preferred_element_type=jnp.float32), dq)
-    dk_h = jax.lax.dot_general(ds, q, tn, preferred_element_type=jnp.float32)
-    dv_h = jax.lax.dot_general(p.astype(do.dtype), do, tn,
+    dk_h = jax.lax.dot_general(ds, q, _TN, preferred_element_type=jnp.float32)
+    dv_h = jax.lax.dot_general(p.astype(do.dtype), do, _TN,
                                preferred_element_type=jnp.float32)
     dk_acc[...] += jnp.where(mask, dk_h, 0.0)
     dv_acc[...] += jnp.where(mask, dv_h, 0.0)
+  if rope:
+    dq = _rope_vjp(dq, _rows(cos_ref, rows), _rows(sin_ref, rows), r)
   dq_ref[0] = dq.astype(dq_ref.dtype)
 
   @pl.when(qi == pl.num_programs(2) - 1)
   def _():
-    dk_ref[0] = dk_acc[...].astype(dk_ref.dtype)
+    dk = dk_acc[...]
+    if rope:
+      dk = _rope_vjp(dk, cos_ref[:seq_len], sin_ref[:seq_len], r)
+    dk_ref[0] = dk.astype(dk_ref.dtype)
     dv_ref[0] = dv_acc[...].astype(dv_ref.dtype)
 
 
@@ -144,71 +221,103 @@ def _specs(b, s, d, lanes):
   return grid, rows_spec, seq_spec
 
 
+def _tables(rope, s, head_dim, lanes):
+  """cos/sin [S, K] as [rows x q blocks, lanes] f32 (heads side by side, rows
+  past S zero: the ragged q block reads them), with their whole-array spec."""
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  rows = _q_block(s)
+  padded = pl.cdiv(s, rows) * rows
+  tabs = [jnp.pad(jnp.tile(jax.lax.stop_gradient(t).astype(jnp.float32),
+                           (1, lanes // head_dim)), ((0, padded - s), (0, 0)))
+          for t in rope]
+  spec = pl.BlockSpec((padded, lanes), lambda bi, li, qi: (0, 0))
+  return tabs, [spec, spec]
+
+
 def _nbytes(*xs) -> int:
   return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in xs)
 
 
-def _forward(q, k, v, head_dim):
+def _forward(q, k, v, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
   b, s, d = q.shape
   lanes = lane_block(d // head_dim, head_dim)
   grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  tabs, tab_specs, scratch = [], [], []
+  if rope is not None:
+    tabs, tab_specs = _tables(rope, s, head_dim, lanes)
+    scratch = [pltpu.VMEM((s, lanes), q.dtype)]       # k rotated, per (b, lanes)
   kernel = functools.partial(_fwd_kernel, head_dim=head_dim, seq_len=s,
-                             scale=1.0 / math.sqrt(head_dim))
+                             scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
   heads_scores = b * (d // head_dim) * s * s
   return pl.pallas_call(
-      kernel, grid=grid, in_specs=[rows_spec, seq_spec, seq_spec],
+      kernel, grid=grid, in_specs=[rows_spec, seq_spec, seq_spec, *tab_specs],
       out_specs=rows_spec, out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
+      scratch_shapes=scratch,
       compiler_params=pltpu.CompilerParams(
-          dimension_semantics=("parallel", "parallel", "parallel")),
+          dimension_semantics=("parallel", "parallel", "arbitrary")),
       cost_estimate=pl.CostEstimate(
           flops=4 * heads_scores * head_dim, transcendentals=heads_scores,
-          bytes_accessed=_nbytes(q, k, v, q)),
+          bytes_accessed=_nbytes(q, k, v, q, *tabs)),
       name="recur_attention_fwd",
-  )(q, k, v)
+  )(q, k, v, *tabs)
 
 
-def _backward(q, k, v, o, do, head_dim):
+def _backward(q, k, v, o, do, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
   b, s, d = q.shape
   lanes = lane_block(d // head_dim, head_dim)
   grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  tabs, tab_specs = [], []
+  scratch = [pltpu.VMEM((s, lanes), jnp.float32)] * 2   # dK, dV accumulators
+  if rope is not None:
+    tabs, tab_specs = _tables(rope, s, head_dim, lanes)
+    scratch.append(pltpu.VMEM((s, lanes), q.dtype))
   kernel = functools.partial(_bwd_kernel, head_dim=head_dim, seq_len=s,
-                             scale=1.0 / math.sqrt(head_dim))
+                             scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
   heads_scores = b * (d // head_dim) * s * s
   shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
   return pl.pallas_call(
       kernel, grid=grid,
-      in_specs=[rows_spec, seq_spec, seq_spec, rows_spec, rows_spec],
+      in_specs=[rows_spec, seq_spec, seq_spec, rows_spec, rows_spec, *tab_specs],
       out_specs=[rows_spec, seq_spec, seq_spec], out_shape=[shape] * 3,
-      scratch_shapes=[pltpu.VMEM((s, lanes), jnp.float32)] * 2,
+      scratch_shapes=scratch,
       compiler_params=pltpu.CompilerParams(
           dimension_semantics=("parallel", "parallel", "arbitrary")),
       # Scores recomputed, dP, dQ, dK, dV: five [S, S] x K matmuls per head.
       cost_estimate=pl.CostEstimate(
           flops=10 * heads_scores * head_dim, transcendentals=heads_scores,
-          bytes_accessed=_nbytes(q, k, v, o, do) + 3 * _nbytes(q)),
+          bytes_accessed=_nbytes(q, k, v, o, do, *tabs) + 3 * _nbytes(q)),
       name="recur_attention_bwd",
-  )(q, k, v, o, do)
+  )(q, k, v, o, do, *tabs)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def attention_bsd(q: Array, k: Array, v: Array, head_dim: int) -> Array:
-  """softmax(q_h k_h^T / sqrt(K)) v_h per head, on [B, S, N*K] arrays."""
-  return _forward(q, k, v, head_dim)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _attention(q, k, v, rope, head_dim):
+  return _forward(q, k, v, rope, head_dim)
 
 
-def _vjp_fwd(q, k, v, head_dim):
-  o = _forward(q, k, v, head_dim)
-  return o, (q, k, v, o)
+def _vjp_fwd(q, k, v, rope, head_dim):
+  o = _forward(q, k, v, rope, head_dim)
+  return o, (q, k, v, o, rope)
 
 
 def _vjp_bwd(head_dim, res, do):
-  q, k, v, o = res
-  dq, dk, dv = _backward(q, k, v, o, do, head_dim)
-  return dq, dk, dv
+  q, k, v, o, rope = res
+  dq, dk, dv = _backward(q, k, v, o, do, rope, head_dim)
+  # The RoPE tables are constants (stop_gradient in _tables).
+  return dq, dk, dv, jax.tree.map(jnp.zeros_like, rope)
 
 
-attention_bsd.defvjp(_vjp_fwd, _vjp_bwd)
+_attention.defvjp(_vjp_fwd, _vjp_bwd)
+
+
+def attention_bsd(q: Array, k: Array, v: Array, head_dim: int,
+                  rope: tuple[Array, Array] | None = None) -> Array:
+  """softmax(q_h k_h^T / sqrt(K)) v_h per head, on [B, S, N*K] arrays; with
+  `rope` = (cos, sin) [S, K], q and k rotated first (rotate-half RoPE)."""
+  if rope is not None:
+    rope = tuple(jax.lax.stop_gradient(t) for t in rope)
+  return _attention(q, k, v, rope, head_dim)

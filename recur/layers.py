@@ -234,12 +234,10 @@ class Attention(nn.Module):
     w_o = self.param("o", self.o_init, (n * k, d), self.param_dtype)
     qkv = _dense(x_BSD, w_qkv).reshape(b, s, 3 * n, k)
     q, key, v = qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:]
-    if rope is not None:
-      q = apply_rope(q, *rope)
-      key = apply_rope(key, *rope)
     impl = attention_lib.resolve_impl(self.attention_impl, dtype=q.dtype,
                                       head_dim=k)
-    out = attention_lib.dot_product_attention(q, key, v, impl)
+    # RoPE (apply_rope) on q and k inside the attention kernel where it can.
+    out = attention_lib.dot_product_attention(q, key, v, impl, rope)
     return _dense(out.reshape(b, s, n * k), w_o)
 
 

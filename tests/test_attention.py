@@ -62,12 +62,18 @@ def test_padded_without_mask_would_differ():
   assert np.abs(np.asarray(unmasked - _xla(q, k, v))).max() > 1e-3
 
 
-def _pallas_parity(q, k, v, ct, tol):
+def _pallas_parity(q, k, v, ct, tol, rope=None):
   from jax.experimental.pallas import tpu as pltpu
-  flash = lambda q, k, v: attention.dot_product_attention(q, k, v, "pallas_tpu")
+  flash = lambda q, k, v: attention.dot_product_attention(q, k, v, "pallas_tpu",
+                                                          rope)
   with pltpu.force_tpu_interpret_mode():
     out, grads = _value_and_grads(jax.jit(flash), q, k, v, ct)
-  ref_out, ref_grads = _value_and_grads(_xla, q, k, v, ct)
+  if rope is None:
+    ref = _xla
+  else:
+    ref = lambda q, k, v: _xla(layers.apply_rope(q, *rope),
+                               layers.apply_rope(k, *rope), v)
+  ref_out, ref_grads = _value_and_grads(ref, q, k, v, ct)
   _assert_close(out, ref_out, tol)
   for g, r in zip(grads, ref_grads):
     _assert_close(g, r, tol)
@@ -85,6 +91,8 @@ def test_lane_dense_tpu_kernel_interpret_parity(monkeypatch, n, kd):
   ks = jax.random.split(jax.random.PRNGKey(2), 4)
   q, k, v, ct = (jax.random.normal(x, (1, s, n, kd), jnp.float32) for x in ks)
   _pallas_parity(q, k, v, ct, 2e-5)
+  # RoPE inside the kernel equals layers.apply_rope before XLA attention.
+  _pallas_parity(q, k, v, ct, 2e-5, rope=layers.rope_tables(kd, s, 1e4))
 
 
 def test_pallas_tpu_flash_attention_interpret_parity(monkeypatch):
