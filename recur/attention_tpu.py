@@ -213,12 +213,18 @@ def _bwd_kernel(q_ref, k_ref, v_ref, o_ref, do_ref, *rest, head_dim, seq_len,
 
 
 def _specs(b, s, d, lanes):
+  """Grid and the block specs of q rows, whole k and v (lane blocks of the
+  fused [B, S, 3D] qkv array: q's at 0, k's at D, v's at 2D) and [B, S, D]
+  row blocks (o, dO, dQ) and whole-sequence blocks (dK, dV)."""
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   rows = _q_block(s)
-  grid = (b, d // lanes, pl.cdiv(s, rows))
-  rows_spec = pl.BlockSpec((1, rows, lanes), lambda bi, li, qi: (bi, qi, li))
-  seq_spec = pl.BlockSpec((1, s, lanes), lambda bi, li, qi: (bi, 0, li))
-  return grid, rows_spec, seq_spec
+  nl = d // lanes
+  grid = (b, nl, pl.cdiv(s, rows))
+  rows_at = lambda off: pl.BlockSpec((1, rows, lanes),
+                                     lambda bi, li, qi: (bi, qi, off + li))
+  seq_at = lambda off: pl.BlockSpec((1, s, lanes),
+                                    lambda bi, li, qi: (bi, 0, off + li))
+  return grid, (rows_at(0), seq_at(nl), seq_at(2 * nl)), rows_at(0), seq_at(0)
 
 
 def _tables(rope, s, head_dim, lanes):
@@ -238,77 +244,79 @@ def _nbytes(*xs) -> int:
   return sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in xs)
 
 
-def _forward(q, k, v, rope, head_dim):
+def _forward(qkv, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  b, s, d = q.shape
+  b, s, d3 = qkv.shape
+  d = d3 // 3
   lanes = lane_block(d // head_dim, head_dim)
-  grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  grid, qkv_specs, rows_spec, _ = _specs(b, s, d, lanes)
   tabs, tab_specs, scratch = [], [], []
   if rope is not None:
     tabs, tab_specs = _tables(rope, s, head_dim, lanes)
-    scratch = [pltpu.VMEM((s, lanes), q.dtype)]       # k rotated, per (b, lanes)
+    scratch = [pltpu.VMEM((s, lanes), qkv.dtype)]       # k rotated, per (b, lanes)
   kernel = functools.partial(_fwd_kernel, head_dim=head_dim, seq_len=s,
                              scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
   heads_scores = b * (d // head_dim) * s * s
+  out = jax.ShapeDtypeStruct((b, s, d), qkv.dtype)
   return pl.pallas_call(
-      kernel, grid=grid, in_specs=[rows_spec, seq_spec, seq_spec, *tab_specs],
-      out_specs=rows_spec, out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
-      scratch_shapes=scratch,
+      kernel, grid=grid, in_specs=[*qkv_specs, *tab_specs],
+      out_specs=rows_spec, out_shape=out, scratch_shapes=scratch,
       compiler_params=pltpu.CompilerParams(
           dimension_semantics=("parallel", "parallel", "arbitrary")),
       cost_estimate=pl.CostEstimate(
           flops=4 * heads_scores * head_dim, transcendentals=heads_scores,
-          bytes_accessed=_nbytes(q, k, v, q, *tabs)),
+          bytes_accessed=_nbytes(qkv, out, *tabs)),
       name="recur_attention_fwd",
-  )(q, k, v, *tabs)
+  )(qkv, qkv, qkv, *tabs)
 
 
-def _backward(q, k, v, o, do, rope, head_dim):
+def _backward(qkv, o, do, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
-  b, s, d = q.shape
+  b, s, d = o.shape
   lanes = lane_block(d // head_dim, head_dim)
-  grid, rows_spec, seq_spec = _specs(b, s, d, lanes)
+  grid, qkv_specs, rows_spec, seq_spec = _specs(b, s, d, lanes)
   tabs, tab_specs = [], []
   scratch = [pltpu.VMEM((s, lanes), jnp.float32)] * 2   # dK, dV accumulators
   if rope is not None:
     tabs, tab_specs = _tables(rope, s, head_dim, lanes)
-    scratch.append(pltpu.VMEM((s, lanes), q.dtype))
+    scratch.append(pltpu.VMEM((s, lanes), qkv.dtype))
   kernel = functools.partial(_bwd_kernel, head_dim=head_dim, seq_len=s,
                              scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
   heads_scores = b * (d // head_dim) * s * s
-  shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
   return pl.pallas_call(
       kernel, grid=grid,
-      in_specs=[rows_spec, seq_spec, seq_spec, rows_spec, rows_spec, *tab_specs],
-      out_specs=[rows_spec, seq_spec, seq_spec], out_shape=[shape] * 3,
+      in_specs=[*qkv_specs, rows_spec, rows_spec, *tab_specs],
+      out_specs=[rows_spec, seq_spec, seq_spec],
+      out_shape=[jax.ShapeDtypeStruct(o.shape, o.dtype)] * 3,
       scratch_shapes=scratch,
       compiler_params=pltpu.CompilerParams(
           dimension_semantics=("parallel", "parallel", "arbitrary")),
       # Scores recomputed, dP, dQ, dK, dV: five [S, S] x K matmuls per head.
       cost_estimate=pl.CostEstimate(
           flops=10 * heads_scores * head_dim, transcendentals=heads_scores,
-          bytes_accessed=_nbytes(q, k, v, o, do, *tabs) + 3 * _nbytes(q)),
+          bytes_accessed=_nbytes(qkv, o, do, *tabs) + 3 * _nbytes(o)),
       name="recur_attention_bwd",
-  )(q, k, v, o, do, *tabs)
+  )(qkv, qkv, qkv, o, do, *tabs)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _attention(q, k, v, rope, head_dim):
-  return _forward(q, k, v, rope, head_dim)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _attention(qkv, rope, head_dim):
+  return _forward(qkv, rope, head_dim)
 
 
-def _vjp_fwd(q, k, v, rope, head_dim):
-  o = _forward(q, k, v, rope, head_dim)
-  return o, (q, k, v, o, rope)
+def _vjp_fwd(qkv, rope, head_dim):
+  o = _forward(qkv, rope, head_dim)
+  return o, (qkv, o, rope)
 
 
 def _vjp_bwd(head_dim, res, do):
-  q, k, v, o, rope = res
-  dq, dk, dv = _backward(q, k, v, o, do, rope, head_dim)
+  qkv, o, rope = res
+  dq, dk, dv = _backward(qkv, o, do, rope, head_dim)
   # The RoPE tables are constants (stop_gradient in _tables).
-  return dq, dk, dv, jax.tree.map(jnp.zeros_like, rope)
+  return (jnp.concatenate([dq, dk, dv], axis=-1),
+          jax.tree.map(jnp.zeros_like, rope))
 
 
 _attention.defvjp(_vjp_fwd, _vjp_bwd)
@@ -317,7 +325,11 @@ _attention.defvjp(_vjp_fwd, _vjp_bwd)
 def attention_bsd(q: Array, k: Array, v: Array, head_dim: int,
                   rope: tuple[Array, Array] | None = None) -> Array:
   """softmax(q_h k_h^T / sqrt(K)) v_h per head, on [B, S, N*K] arrays; with
-  `rope` = (cos, sin) [S, K], q and k rotated first (rotate-half RoPE)."""
+  `rope` = (cos, sin) [S, K], q and k rotated first (rotate-half RoPE).
+
+  The kernels read one [B, S, 3 N*K] array: when q, k and v are slices of one
+  projection, as in recur.layers.Attention, XLA folds the concatenation away
+  and the kernel reads the projection's output itself."""
   if rope is not None:
     rope = tuple(jax.lax.stop_gradient(t) for t in rope)
-  return _attention(q, k, v, rope, head_dim)
+  return _attention(jnp.concatenate([q, k, v], axis=-1), rope, head_dim)
