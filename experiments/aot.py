@@ -36,7 +36,7 @@ compile (RESOURCE_EXHAUSTED): `fits: false` and the `error`.
 dots_with_no_batch_dims_saveable, dots, full) the largest per-chip batch of
 `SUGGEST_BATCHES` that fits (binary search); prints each, then the suggestion:
 the cheapest policy whose largest batch reaches the case's batch (or the largest
-batch overall when none does).
+batch overall when none does). With `--remat=POLICY`, only that policy.
 """
 from __future__ import annotations
 
@@ -252,7 +252,8 @@ def suggest(plan: Plan) -> list[dict[str, Any]]:
   want = plan.batch or case.batch_per_device
   batches = [b for b in SUGGEST_BATCHES if b % target.devices_per_chip == 0]
   out = []
-  for policy in SUGGEST_POLICIES:
+  # --remat=POLICY searches only that policy's batch (4 compiles, not 16).
+  for policy in (plan.remat,) if plan.remat else SUGGEST_POLICIES:
     lo, hi, best = 0, len(batches) - 1, None
     while lo <= hi:
       mid = (lo + hi) // 2

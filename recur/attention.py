@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from recur import attention_tpu
 
-__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "padded_len",
+__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention", "padded_len",
            "padded_masked", "CUDNN_SEQ_MULTIPLE", "TPU_BLOCK"]
 
 Array = jax.Array
@@ -108,6 +108,22 @@ def dot_product_attention(q: Array, k: Array, v: Array, impl: str,
   if impl == "pallas_tpu":
     return _pallas_tpu(q, k, v)
   raise ValueError(f"unknown attention implementation {impl!r}; one of {IMPLS}")
+
+
+def qkv_attention(qkv_BSE: Array, num_heads: int, impl: str,
+                  rope: tuple[Array, Array] | None = None) -> Array:
+  """`dot_product_attention` from the fused projection [B, S, 3 N*K]
+  ([q heads | k heads | v heads]) to [B, S, N*K]. The lane-dense TPU kernel
+  reads the projection's output itself (no q/k/v slices or layout copies)."""
+  b, s, e = qkv_BSE.shape
+  kd = e // (3 * num_heads)
+  if impl == "pallas_tpu" and attention_tpu.supported(s, num_heads, kd):
+    return attention_tpu.attention_qkv(qkv_BSE, kd, rope)
+  qkv = qkv_BSE.reshape(b, s, 3 * num_heads, kd)
+  n = num_heads
+  out = dot_product_attention(qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:],
+                              impl, rope)
+  return out.reshape(b, s, n * kd)
 
 
 def _pad_seq(x: Array, to: int) -> Array:

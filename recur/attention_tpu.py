@@ -39,7 +39,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["supported", "attention_bsd", "MAX_SEQ", "Q_BLOCK"]
+__all__ = ["supported", "attention_qkv", "attention_bsd", "MAX_SEQ", "Q_BLOCK"]
 
 Array = jax.Array
 LANES = 128
@@ -322,14 +322,21 @@ def _vjp_bwd(head_dim, res, do):
 _attention.defvjp(_vjp_fwd, _vjp_bwd)
 
 
-def attention_bsd(q: Array, k: Array, v: Array, head_dim: int,
+def attention_qkv(qkv: Array, head_dim: int,
                   rope: tuple[Array, Array] | None = None) -> Array:
-  """softmax(q_h k_h^T / sqrt(K)) v_h per head, on [B, S, N*K] arrays; with
+  """softmax(q_h k_h^T / sqrt(K)) v_h per head from the fused projection
+  qkv [B, S, 3 N*K] ([q heads | k heads | v heads]), as [B, S, N*K]; with
   `rope` = (cos, sin) [S, K], q and k rotated first (rotate-half RoPE).
 
-  The kernels read one [B, S, 3 N*K] array: when q, k and v are slices of one
-  projection, as in recur.layers.Attention, XLA folds the concatenation away
-  and the kernel reads the projection's output itself."""
+  The kernels read the projection's output itself: slicing it into q, k, v
+  first costs XLA a slice and a layout copy per array (it does not fold a
+  concatenation of the slices back; see `attention_bsd`)."""
   if rope is not None:
     rope = tuple(jax.lax.stop_gradient(t) for t in rope)
-  return _attention(jnp.concatenate([q, k, v], axis=-1), rope, head_dim)
+  return _attention(qkv, rope, head_dim)
+
+
+def attention_bsd(q: Array, k: Array, v: Array, head_dim: int,
+                  rope: tuple[Array, Array] | None = None) -> Array:
+  """`attention_qkv` on separate q, k, v [B, S, N*K] (concatenated first)."""
+  return attention_qkv(jnp.concatenate([q, k, v], axis=-1), head_dim, rope)
