@@ -50,10 +50,10 @@ Q_BLOCK = 256
 
 
 def lane_block(num_heads: int, head_dim: int) -> int | None:
-  """Lanes per block (a whole number of heads), or None when none fits."""
+  """Lanes per block (a whole number of heads), or None when none fits: the
+  blocks tile the fused [B, S, 3 N*K] array, so Mosaic wants multiples of
+  128 lanes (narrower models take jax's flash kernel)."""
   d = num_heads * head_dim
-  if d <= LANES:
-    return d
   if d % LANES == 0 and LANES % head_dim == 0:
     return LANES
   if head_dim % LANES == 0:
