@@ -80,6 +80,8 @@ flags.DEFINE_list("case", None, "Case name(s) from experiments/bench.py.")
 flags.DEFINE_integer("table_rows", None, "Puzzle-table rows (default the "
                      "paper's: ARC 1M, Sudoku 1).")
 flags.DEFINE_bool("suggest", False, "Search batch and remat policy that fit.")
+flags.DEFINE_list("suggest_batches", None, "Per-chip batches --suggest searches "
+                  "(default SUGGEST_BATCHES); a short list saves compiles.")
 flags.DEFINE_string("dump_hlo", None, "Folder to write each compiled plan's "
                     "optimized HLO text to (<case>_<target>_<impl>_b<batch>.hlo"
                     ".txt), for experiments.tpu_breakdown.")
@@ -250,7 +252,9 @@ def suggest(plan: Plan) -> list[dict[str, Any]]:
   case = bench.CASES[plan.case]
   target = TARGETS[plan.target]
   want = plan.batch or case.batch_per_device
-  batches = [b for b in SUGGEST_BATCHES if b % target.devices_per_chip == 0]
+  batches = [b for b in (sorted(map(int, FLAGS.suggest_batches))
+                         if FLAGS.suggest_batches else SUGGEST_BATCHES)
+             if b % target.devices_per_chip == 0]
   out = []
   # --remat=POLICY searches only that policy's batch (4 compiles, not 16).
   for policy in (plan.remat,) if plan.remat else SUGGEST_POLICIES:
