@@ -169,7 +169,8 @@ def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=0)
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  with jax.set_mesh(mesh):   # Pallas kernels run per shard (attention_tpu.over_batch)
+    compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
 
   mem = compiled.memory_analysis()

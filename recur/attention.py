@@ -163,10 +163,11 @@ def _pallas_tpu(q, k, v):
   seg = (jnp.arange(sp) < s).astype(jnp.int32)
   seg = jnp.broadcast_to(seg[None], (b, sp))
   call = functools.partial(
-      fa.flash_attention, segment_ids=fa.SegmentIds(q=seg, kv=seg),
-      causal=False, sm_scale=1.0 / math.sqrt(kd),
+      fa.flash_attention, causal=False, sm_scale=1.0 / math.sqrt(kd),
       block_sizes=_tpu_blocks(sp))
-  out = call(to_bnsk(q), to_bnsk(k), to_bnsk(v))
+  seg_ids = lambda q, k, v, seg: call(q, k, v, segment_ids=fa.SegmentIds(q=seg, kv=seg))
+  out = attention_tpu.over_batch(seg_ids, (True,) * 4, True)(
+      to_bnsk(q), to_bnsk(k), to_bnsk(v), seg)
   return jnp.swapaxes(out, 1, 2)[:, :s]
 
 

@@ -39,7 +39,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["supported", "attention_qkv", "attention_bsd", "MAX_SEQ", "Q_BLOCK"]
+__all__ = ["supported", "attention_qkv", "attention_bsd", "over_batch", "MAX_SEQ",
+           "Q_BLOCK"]
 
 Array = jax.Array
 LANES = 128
@@ -229,15 +230,35 @@ def _specs(b, s, d, lanes):
 
 def _tables(rope, s, head_dim, lanes):
   """cos/sin [S, K] as [rows x q blocks, lanes] f32 (heads side by side, rows
-  past S zero: the ragged q block reads them), with their whole-array spec."""
+  past S zero: the ragged q block reads them)."""
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   rows = _q_block(s)
   padded = pl.cdiv(s, rows) * rows
   tabs = [jnp.pad(jnp.tile(jax.lax.stop_gradient(t).astype(jnp.float32),
                            (1, lanes // head_dim)), ((0, padded - s), (0, 0)))
           for t in rope]
-  spec = pl.BlockSpec((padded, lanes), lambda bi, li, qi: (0, 0))
-  return tabs, [spec, spec]
+  return tabs
+
+
+def _table_spec(tab):
+  """A table whole in VMEM (fetched once: its block never changes)."""
+  from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
+  return pl.BlockSpec(tab.shape, lambda bi, li, qi: (0, 0))
+
+
+def over_batch(fn, in_batched: tuple[bool, ...], out_batched):
+  """`fn` per batch shard when tracing under a mesh of several devices
+  (`jax.set_mesh`, as experiments.aot and the train loop jit): XLA cannot
+  partition a Mosaic kernel itself ("Mosaic kernels cannot be automatically
+  partitioned"). The batch (dim 0) is split over every mesh axis, as recur's
+  data-parallel mesh splits it; other arguments are replicated."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return fn
+  P = jax.sharding.PartitionSpec  # pylint: disable=invalid-name
+  spec = lambda batched: P(tuple(mesh.axis_names)) if batched else P()
+  return jax.shard_map(fn, mesh=mesh, in_specs=tuple(map(spec, in_batched)),
+                       out_specs=jax.tree.map(spec, out_batched), check_vma=False)
 
 
 def _nbytes(*xs) -> int:
@@ -245,18 +266,26 @@ def _nbytes(*xs) -> int:
 
 
 def _forward(qkv, rope, head_dim):
+  tabs = [] if rope is None else _tables(rope, qkv.shape[1], head_dim,
+                                         lane_block(qkv.shape[2] // 3 // head_dim,
+                                                    head_dim))
+  call = functools.partial(_forward_call, rope=rope is not None, head_dim=head_dim)
+  return over_batch(call, (True,) + (False,) * len(tabs), True)(qkv, *tabs)
+
+
+def _forward_call(qkv, *tabs, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
   b, s, d3 = qkv.shape
   d = d3 // 3
   lanes = lane_block(d // head_dim, head_dim)
   grid, qkv_specs, rows_spec, _ = _specs(b, s, d, lanes)
-  tabs, tab_specs, scratch = [], [], []
-  if rope is not None:
-    tabs, tab_specs = _tables(rope, s, head_dim, lanes)
+  tab_specs, scratch = [], []
+  if rope:
+    tab_specs = [_table_spec(tabs[0])] * 2
     scratch = [pltpu.VMEM((s, lanes), qkv.dtype)]       # k rotated, per (b, lanes)
   kernel = functools.partial(_fwd_kernel, head_dim=head_dim, seq_len=s,
-                             scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
+                             scale=1.0 / math.sqrt(head_dim), rope=rope)
   heads_scores = b * (d // head_dim) * s * s
   out = jax.ShapeDtypeStruct((b, s, d), qkv.dtype)
   return pl.pallas_call(
@@ -272,18 +301,27 @@ def _forward(qkv, rope, head_dim):
 
 
 def _backward(qkv, o, do, rope, head_dim):
+  tabs = [] if rope is None else _tables(rope, o.shape[1], head_dim,
+                                         lane_block(o.shape[2] // head_dim,
+                                                    head_dim))
+  call = functools.partial(_backward_call, rope=rope is not None, head_dim=head_dim)
+  return over_batch(call, (True,) * 3 + (False,) * len(tabs),
+                    (True,) * 3)(qkv, o, do, *tabs)
+
+
+def _backward_call(qkv, o, do, *tabs, rope, head_dim):
   from jax.experimental import pallas as pl  # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas import tpu as pltpu  # pylint: disable=g-import-not-at-top
   b, s, d = o.shape
   lanes = lane_block(d // head_dim, head_dim)
   grid, qkv_specs, rows_spec, seq_spec = _specs(b, s, d, lanes)
-  tabs, tab_specs = [], []
+  tab_specs = []
   scratch = [pltpu.VMEM((s, lanes), jnp.float32)] * 2   # dK, dV accumulators
-  if rope is not None:
-    tabs, tab_specs = _tables(rope, s, head_dim, lanes)
+  if rope:
+    tab_specs = [_table_spec(tabs[0])] * 2
     scratch.append(pltpu.VMEM((s, lanes), qkv.dtype))
   kernel = functools.partial(_bwd_kernel, head_dim=head_dim, seq_len=s,
-                             scale=1.0 / math.sqrt(head_dim), rope=rope is not None)
+                             scale=1.0 / math.sqrt(head_dim), rope=rope)
   heads_scores = b * (d // head_dim) * s * s
   return pl.pallas_call(
       kernel, grid=grid,
