@@ -9,8 +9,9 @@ statistics are stored as [B, N, S, 128] f32 (4x the bytes of q) and read back
 broadcast, its backward kernels give XLA no cost estimate, and at its 128-row
 blocks every K/V block is re-read once per q block.
 
-This kernel reads q, k, v and writes o in the layout the projections use,
-[B, S, N*K] (lane-dense: a 128-lane block holds 128 // K heads), keeps a whole
+This kernel reads q, k, v as lane blocks of the fused projection's own
+output [B, S, 3 N*K] and writes o as [B, S, N*K], the o projection's input
+(lane-dense: a 128-lane block holds 128 // K heads), keeps a whole
 (unpadded) sequence of K and V in VMEM, so the softmax is exact in one pass and
 needs no statistics; the backward kernel recomputes it from q and k. Within a
 128-lane block each head is selected by zeroing the other heads' lanes before
@@ -19,8 +20,9 @@ lanes of each product.
 
 Rotate-half RoPE is applied inside both kernels when tables are given
 (`rope=(cos [S, K], sin [S, K])`): q and k arrive as the projection wrote
-them, so XLA does not write rotated copies (in the plans, RoPE's f32 slices
-of 32 lanes and its layout copies were a third of TRM-Att's bytes). The
+them, so XLA does not write rotated copies (in the v5p TRM-Att plan, RoPE
+on 32/64-lane slices and the layout copies around jax's kernel were over half
+of the step's bytes: docs/benchmarks.md). The
 rotation is a matmul with a signed permutation of each head's lanes (exact;
 the MXU does it in the shadow of the attention matmuls), in f32 as
 `recur.layers.apply_rope` does, rounded to q's dtype before the scores; the
@@ -45,7 +47,8 @@ __all__ = ["supported", "attention_qkv", "attention_bsd", "over_batch", "MAX_SEQ
 Array = jax.Array
 LANES = 128
 # A whole sequence of K/V and [Q_BLOCK, S] f32 scores per head live in VMEM:
-# at S = 2048 about 4 x 2 MB of scores in the backward pass.
+# at S = 2048 about 4 x 2 MB of scores in the backward pass (the deviceless
+# plans compile it for S = 901/916 on v4, v5e, v5p and v6e).
 MAX_SEQ = 2048
 Q_BLOCK = 256
 
