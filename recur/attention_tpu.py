@@ -373,7 +373,7 @@ def attention_qkv(qkv: Array, head_dim: int,
   first costs XLA a slice and a layout copy per array (it does not fold a
   concatenation of the slices back; see `attention_bsd`)."""
   if rope is not None:
-    rope = tuple(jax.lax.stop_gradient(t) for t in rope)
+    rope = (jax.lax.stop_gradient(rope[0]), jax.lax.stop_gradient(rope[1]))
   return _attention(qkv, rope, head_dim)
 
 
