@@ -36,7 +36,7 @@ compile (RESOURCE_EXHAUSTED): `fits: false` and the `error`.
 dots_with_no_batch_dims_saveable, dots, full) the largest per-chip batch of
 `SUGGEST_BATCHES` that fits (binary search); prints each, then the suggestion:
 the cheapest policy whose largest batch reaches the case's batch (or the largest
-batch overall when none does).
+batch overall when none does). With `--remat=POLICY`, only that policy.
 """
 from __future__ import annotations
 
@@ -80,6 +80,11 @@ flags.DEFINE_list("case", None, "Case name(s) from experiments/bench.py.")
 flags.DEFINE_integer("table_rows", None, "Puzzle-table rows (default the "
                      "paper's: ARC 1M, Sudoku 1).")
 flags.DEFINE_bool("suggest", False, "Search batch and remat policy that fit.")
+flags.DEFINE_list("suggest_batches", None, "Per-chip batches --suggest searches "
+                  "(default SUGGEST_BATCHES); a short list saves compiles.")
+flags.DEFINE_string("dump_hlo", None, "Folder to write each compiled plan's "
+                    "optimized HLO text to (<case>_<target>_<impl>_b<batch>.hlo"
+                    ".txt), for experiments.tpu_breakdown.")
 
 SUGGEST_POLICIES = ("none", "dots_with_no_batch_dims_saveable", "dots", "full")
 SUGGEST_BATCHES = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024,
@@ -164,7 +169,8 @@ def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=0)
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  with jax.set_mesh(mesh):   # Pallas kernels run per shard (attention_tpu.over_batch)
+    compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
 
   mem = compiled.memory_analysis()
@@ -223,7 +229,15 @@ def step_cost(compiled) -> tuple[float, float, str]:
 def run_plan(plan: Plan) -> dict[str, Any]:
   """compile_plan as a record; a failure (over HBM, unsupported) is a record."""
   try:
-    return compile_plan(plan)[0]
+    rec, compiled = compile_plan(plan)
+    if FLAGS.dump_hlo:
+      os.makedirs(FLAGS.dump_hlo, exist_ok=True)
+      path = os.path.join(FLAGS.dump_hlo, f"{plan.case}_{plan.target}_"
+                          f"{rec['attention_impl']}_b{rec['batch']}.hlo.txt")
+      with open(path, "w", encoding="utf-8") as f:
+        f.write(compiled.as_text())
+      rec["hlo_path"] = path
+    return rec
   except Exception as e:  # pylint: disable=broad-except
     msg = f"{type(e).__name__}: {e}"
     over = "RESOURCE_EXHAUSTED" in msg or "exceeds available" in msg
@@ -239,9 +253,12 @@ def suggest(plan: Plan) -> list[dict[str, Any]]:
   case = bench.CASES[plan.case]
   target = TARGETS[plan.target]
   want = plan.batch or case.batch_per_device
-  batches = [b for b in SUGGEST_BATCHES if b % target.devices_per_chip == 0]
+  batches = [b for b in (sorted(map(int, FLAGS.suggest_batches))
+                         if FLAGS.suggest_batches else SUGGEST_BATCHES)
+             if b % target.devices_per_chip == 0]
   out = []
-  for policy in SUGGEST_POLICIES:
+  # --remat=POLICY searches only that policy's batch (4 compiles, not 16).
+  for policy in (plan.remat,) if plan.remat else SUGGEST_POLICIES:
     lo, hi, best = 0, len(batches) - 1, None
     while lo <= hi:
       mid = (lo + hi) // 2

@@ -12,11 +12,14 @@
   tracing to a multiple of `CUDNN_SEQ_MULTIPLE` and the padded keys are masked
   (`key_value_seq_lengths`); padded query rows are sliced off, so the result and
   its gradient are exactly those of the unpadded attention.
-* "pallas_tpu": the Pallas/Mosaic flash attention kernel that ships with jax
-  (`jax.experimental.pallas.ops.tpu.flash_attention`, forward and backward
-  kernels), on a sequence padded to a multiple of `TPU_BLOCK`, the padding
-  masked with segment ids (real positions are segment 1, padding segment 0, so
-  a real query never sees a padded key). Never materialises [S, S] scores in HBM.
+* "pallas_tpu": Pallas/Mosaic kernels that never materialise [S, S] scores in
+  HBM. Sequences up to `attention_tpu.MAX_SEQ` (all of this project's) run
+  recur's lane-dense kernel (recur/attention_tpu.py) on the projections'
+  [B, S, N*K] layout, unpadded; longer ones the flash attention kernel that
+  ships with jax (`jax.experimental.pallas.ops.tpu.flash_attention`), on a
+  sequence padded to a multiple of `TPU_BLOCK`, the padding masked with
+  segment ids (real positions are segment 1, padding segment 0, so a real
+  query never sees a padded key).
 
 `resolve_impl(requested, platform, ...)` turns None/"auto" into one of those
 from an explicit platform ("gpu", "tpu", "cpu"), so an ahead-of-time plan for a
@@ -32,7 +35,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "padded_len",
+from recur import attention_tpu
+
+__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention", "padded_len",
            "padded_masked", "CUDNN_SEQ_MULTIPLE", "TPU_BLOCK"]
 
 Array = jax.Array
@@ -77,11 +82,24 @@ def resolve_impl(requested: str | None, platform: str | None = None, *,
   return "xla"
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, impl: str) -> Array:
-  """Non-causal softmax(q k^T / sqrt(K)) v over [B, S, N, K] inputs.
+def dot_product_attention(q: Array, k: Array, v: Array, impl: str,
+                          rope: tuple[Array, Array] | None = None) -> Array:
+  """Non-causal softmax(q k^T / sqrt(K)) v over [B, S, N, K] inputs; with
+  `rope` = (cos, sin) [S, K] tables, q and k get rotate-half RoPE first
+  (`recur.layers.apply_rope`; inside the kernel where it can).
 
   "pallas_tpu" runs on a CPU inside `pltpu.force_tpu_interpret_mode()` (the
   context must cover the lowering of the forward and of the gradient)."""
+  b, s, n, kd = q.shape
+  if impl == "pallas_tpu" and attention_tpu.supported(s, n, kd):
+    # Short sequences: recur's lane-dense kernel on the projections' own
+    # [B, S, N*K] layout, RoPE inside (recur/attention_tpu.py says why).
+    flat = lambda x: x.reshape(b, s, n * kd)
+    return attention_tpu.attention_bsd(flat(q), flat(k), flat(v), kd,
+                                       rope).reshape(q.shape)
+  if rope is not None:
+    from recur.layers import apply_rope  # pylint: disable=g-import-not-at-top  # layers imports this module
+    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
   if impl == "xla":
     return jax.nn.dot_product_attention(q, k, v, is_causal=False,
                                         implementation="xla")
@@ -90,6 +108,22 @@ def dot_product_attention(q: Array, k: Array, v: Array, impl: str) -> Array:
   if impl == "pallas_tpu":
     return _pallas_tpu(q, k, v)
   raise ValueError(f"unknown attention implementation {impl!r}; one of {IMPLS}")
+
+
+def qkv_attention(qkv_BSE: Array, num_heads: int, impl: str,
+                  rope: tuple[Array, Array] | None = None) -> Array:
+  """`dot_product_attention` from the fused projection [B, S, 3 N*K]
+  ([q heads | k heads | v heads]) to [B, S, N*K]. The lane-dense TPU kernel
+  reads the projection's output itself (no q/k/v slices or layout copies)."""
+  b, s, e = qkv_BSE.shape
+  kd = e // (3 * num_heads)
+  if impl == "pallas_tpu" and attention_tpu.supported(s, num_heads, kd):
+    return attention_tpu.attention_qkv(qkv_BSE, kd, rope)
+  qkv = qkv_BSE.reshape(b, s, 3 * num_heads, kd)
+  n = num_heads
+  out = dot_product_attention(qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:],
+                              impl, rope)
+  return out.reshape(b, s, n * kd)
 
 
 def _pad_seq(x: Array, to: int) -> Array:
@@ -119,6 +153,7 @@ def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> 
 
 
 def _pallas_tpu(q, k, v):
+  # Sequences over attention_tpu.MAX_SEQ: jax's flash kernel.
   # Imported lazily: the Pallas TPU ops pull in Mosaic, which CPU/GPU runs
   # never need.
   from jax.experimental.pallas.ops.tpu import flash_attention as fa  # pylint: disable=g-import-not-at-top
@@ -128,10 +163,11 @@ def _pallas_tpu(q, k, v):
   seg = (jnp.arange(sp) < s).astype(jnp.int32)
   seg = jnp.broadcast_to(seg[None], (b, sp))
   call = functools.partial(
-      fa.flash_attention, segment_ids=fa.SegmentIds(q=seg, kv=seg),
-      causal=False, sm_scale=1.0 / math.sqrt(kd),
+      fa.flash_attention, causal=False, sm_scale=1.0 / math.sqrt(kd),
       block_sizes=_tpu_blocks(sp))
-  out = call(to_bnsk(q), to_bnsk(k), to_bnsk(v))
+  seg_ids = lambda q, k, v, seg: call(q, k, v, segment_ids=fa.SegmentIds(q=seg, kv=seg))
+  out = attention_tpu.over_batch(seg_ids, (True,) * 4, True)(
+      to_bnsk(q), to_bnsk(k), to_bnsk(v), seg)
   return jnp.swapaxes(out, 1, 2)[:, :s]
 
 

@@ -237,19 +237,16 @@ class Attention(nn.Module):
   def __call__(self, x_BSD: Array, rope: tuple[Array, Array] | None = None
                ) -> Array:
     x_BSD = x_BSD.astype(_compute_dtype(self.dtype, x_BSD))
-    b, s, d = x_BSD.shape
+    d = x_BSD.shape[-1]
     n, k = self.num_heads, self.head_dim
     w_qkv = self.param("qkv", self.qkv_init, (d, 3 * n * k), self.param_dtype)
     w_o = self.param("o", self.o_init, (n * k, d), self.param_dtype)
-    qkv = _dense(x_BSD, w_qkv).reshape(b, s, 3 * n, k)
-    q, key, v = qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:]
-    if rope is not None:
-      q = apply_rope(q, *rope)
-      key = apply_rope(key, *rope)
-    impl = attention_lib.resolve_impl(self.attention_impl, dtype=q.dtype,
+    impl = attention_lib.resolve_impl(self.attention_impl, dtype=x_BSD.dtype,
                                       head_dim=k)
-    out = attention_lib.dot_product_attention(q, key, v, impl)
-    return _dense(out.reshape(b, s, n * k), w_o)
+    # The fused projection goes to the attention whole; RoPE (apply_rope) on
+    # q and k happens inside the kernel where it can.
+    out = attention_lib.qkv_attention(_dense(x_BSD, w_qkv), n, impl, rope)
+    return _dense(out, w_o)
 
 
 class SwiGLU(nn.Module):

@@ -107,3 +107,28 @@ def test_v5p_plan_uses_the_pallas_flash_kernel():
   rec, compiled = aot.compile_plan(aot.Plan("tiny_trm_att", "v5p", batch=8))
   _check_plan(rec, "pallas_tpu")
   assert "tpu_custom_call" in compiled.as_text()
+
+
+@needs_tpu
+def test_lane_dense_attention_kernel_lowers_for_v5p():
+  # Interpret mode (tests/test_attention.py) checks the math, not Mosaic's
+  # rules (block shapes, layouts, VMEM): compile recur's kernel, forward and
+  # backward with RoPE inside, for a v5p, on two 128-lane blocks and 300
+  # positions (two q blocks, the second ragged), the batch split over two
+  # chips (XLA cannot partition a Mosaic kernel: it runs per shard).
+  import jax
+  import jax.numpy as jnp
+  from jax.sharding import NamedSharding, PartitionSpec
+  from recur import attention, attention_tpu, layers
+  b, s, n, kd = 4, 300, 4, 64
+  assert attention_tpu.supported(s, n, kd) and s > attention_tpu.Q_BLOCK
+  mesh = jax.sharding.Mesh(aot.target_devices(TARGETS["v5p"], None, 2), ("data",))
+  rope = layers.rope_tables(kd, s, 1e4)
+  loss = lambda qkv: jnp.sum(attention.qkv_attention(qkv, n, "pallas_tpu", rope)
+                             .astype(jnp.float32) ** 2)
+  arg = jax.ShapeDtypeStruct((b, s, 3 * n * kd), jnp.bfloat16,
+                             sharding=NamedSharding(mesh, PartitionSpec("data")))
+  with jax.set_mesh(mesh):
+    text = jax.jit(jax.grad(loss)).lower(arg).compile().as_text()
+  assert "recur_attention_fwd" in text and "recur_attention_bwd" in text
+  assert "bf16[2,300,256]" in text    # each device's kernel sees its 2 rows

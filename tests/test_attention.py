@@ -3,9 +3,10 @@
 * The padded + key-masked path (what the cuDNN implementation runs for lengths
   cuDNN refuses, e.g. HRM's 901) equals the unpadded attention, forward and
   gradient; run here with XLA as the kernel, since cuDNN needs a GPU.
-* The Pallas TPU flash attention kernel, in Pallas's TPU interpret mode, equals
-  XLA attention forward and gradient on an unaligned length (padded to 128 and
-  masked with segment ids).
+* The Pallas TPU kernels, in Pallas's TPU interpret mode, equal XLA attention
+  forward and gradient: recur's lane-dense kernel (ragged q blocks) and, for
+  sequences over its limit, jax's flash kernel on an unaligned length (padded
+  to 128 and masked with segment ids).
 * The choice of implementation is explicit per platform.
 """
 import jax
@@ -61,9 +62,47 @@ def test_padded_without_mask_would_differ():
   assert np.abs(np.asarray(unmasked - _xla(q, k, v))).max() > 1e-3
 
 
-def test_pallas_tpu_flash_attention_interpret_parity():
+def _pallas_parity(q, k, v, ct, tol, rope=None):
   from jax.experimental.pallas import tpu as pltpu
+  flash = lambda q, k, v: attention.dot_product_attention(q, k, v, "pallas_tpu",
+                                                          rope)
+  with pltpu.force_tpu_interpret_mode():
+    out, grads = _value_and_grads(jax.jit(flash), q, k, v, ct)
+  if rope is None:
+    ref = _xla
+  else:
+    ref = lambda q, k, v: _xla(layers.apply_rope(q, *rope),
+                               layers.apply_rope(k, *rope), v)
+  ref_out, ref_grads = _value_and_grads(ref, q, k, v, ct)
+  _assert_close(out, ref_out, tol)
+  for g, r in zip(grads, ref_grads):
+    _assert_close(g, r, tol)
+
+
+@pytest.mark.parametrize("n,kd", [(2, 64), (2, 128)])
+def test_lane_dense_tpu_kernel_interpret_parity(monkeypatch, n, kd):
+  # recur/attention_tpu.py on [B, S, N*K]: (2, 64) is one 128-lane block of
+  # two heads, (2, 128) two blocks of one head. 16-row q blocks over 37 rows:
+  # three blocks, the last ragged, dK/dV accumulated across them.
+  from recur import attention_tpu
+  monkeypatch.setattr(attention_tpu, "Q_BLOCK", 16)
+  s = 37
+  assert attention_tpu.supported(s, n, kd)
+  ks = jax.random.split(jax.random.PRNGKey(2), 4)
+  q, k, v, ct = (jax.random.normal(x, (1, s, n, kd), jnp.float32) for x in ks)
+  _pallas_parity(q, k, v, ct, 2e-5)
+  # RoPE inside the kernel equals layers.apply_rope before XLA attention.
+  _pallas_parity(q, k, v, ct, 2e-5, rope=layers.rope_tables(kd, s, 1e4))
+
+
+def test_pallas_tpu_flash_attention_interpret_parity(monkeypatch):
+  # Sequences over attention_tpu.MAX_SEQ (and models narrower than 128 lanes,
+  # as here: 2 x 16) run jax's flash kernel.
+  from jax.experimental.pallas import tpu as pltpu
+  from recur import attention_tpu
+  monkeypatch.setattr(attention_tpu, "MAX_SEQ", 16)
   s = 37   # padded to 128 inside, the 91 padded keys masked by segment ids
+  assert not attention_tpu.supported(s, N, K)
   q, k, v, ct = _qkv_ct(s, seed=1)
   flash = lambda q, k, v: attention.dot_product_attention(q, k, v, "pallas_tpu")
   with pltpu.force_tpu_interpret_mode():
