@@ -164,7 +164,7 @@ def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:
   state_sh = sharding.state_shardings(abstract, mesh)
   state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                        abstract, state_sh)
-  # As experiments/loop.py jits it.
+  # As experiments/loop.py jits it (sharding.jit_under_mesh: traced under the mesh).
   step = jax.jit(functools.partial(train.train_step, cfg=cfg, oc=oc),
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=0)

@@ -99,9 +99,9 @@ def _gather(tree):
 @functools.lru_cache(maxsize=16)
 def _eval_fn(cfg, num_steps: int, keep_steps: bool, mesh):
   rep, rows = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  return jax.jit(functools.partial(train.eval_step, cfg=cfg, num_steps=num_steps,
-                                   keep_steps=keep_steps),
-                 in_shardings=(rep, rows))
+  return sharding.jit_under_mesh(
+      functools.partial(train.eval_step, cfg=cfg, num_steps=num_steps,
+                        keep_steps=keep_steps), mesh, in_shardings=(rep, rows))
 
 
 def run_eval_batches(cfg, params, source, mesh, *, batch_size: int,

@@ -246,9 +246,10 @@ def _run(config: ml_collections.ConfigDict, workdir: str, lock: WorkdirLock) -> 
   abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
   state_sh = sharding.state_shardings(abstract, mesh, config.get("table_sharding", "replicated"))
   batch_sh = sharding.batch_sharding(mesh)
-  step_fn = jax.jit(functools.partial(_guarded_step, cfg=cfg, oc=oc),
-                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
-                    donate_argnums=0)
+  step_fn = sharding.jit_under_mesh(
+      functools.partial(_guarded_step, cfg=cfg, oc=oc), mesh,
+      in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+      donate_argnums=0)
 
   ckpt_dir = paths.join(workdir, "checkpoints")
   ckpts = checkpoint.RunCheckpoints(ckpt_dir, keep=config.get("keep_checkpoints", 3),

@@ -4,11 +4,13 @@ The batch, the ACT carry and the per-row outputs are split along a `data` mesh
 axis; dense weights, optimizer state and EMA are replicated; the puzzle-embedding
 table (about 1M x 512 floats for ARC) is replicated or split by rows across the
 same axis (`table_sharding="rows"`). Everything goes through `jax.jit` with
-`NamedSharding`s, no pmap.
+`NamedSharding`s, no pmap; `jit_under_mesh` also traces under the mesh, so
+Pallas kernels that XLA cannot partition (the TPU attention) run per shard.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -17,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from recur import train
 
 __all__ = ["DATA", "make_mesh", "batch_sharding", "state_shardings",
-           "replicated"]
+           "replicated", "jit_under_mesh"]
 
 DATA = "data"
 
@@ -27,6 +29,22 @@ def make_mesh(devices=None) -> Mesh:
   process)."""
   devices = jax.devices() if devices is None else devices
   return Mesh(np.asarray(devices).reshape(-1), (DATA,))
+
+
+def jit_under_mesh(fn: Callable, mesh: Mesh, **jit_kwargs) -> Callable:
+  """`jax.jit(fn, **jit_kwargs)` called (and so traced) under
+  `jax.set_mesh(mesh)`. Kernels XLA cannot partition itself (Mosaic: "cannot
+  be automatically partitioned") read the mesh while tracing and run per
+  batch shard (`recur.attention_tpu.over_batch`); without it a multi-device
+  TPU step with the Pallas attention fails to compile."""
+  jitted = jax.jit(fn, **jit_kwargs)
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    with jax.set_mesh(mesh):
+      return jitted(*args, **kwargs)
+
+  return call
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -195,3 +195,30 @@ def test_bad_task_file_is_named_and_can_be_skipped(tmp_path):
   assert "skipped 1 bad task" in ok.stderr + ok.stdout
   rows = [json.loads(l) for l in open(tmp_path / "b" / "metrics.jsonl")]
   assert any(r.get("eval/count", 0) > 0 for r in rows)  # the tasks' test pairs were scored
+
+
+def test_steps_are_traced_under_the_run_mesh(tmp_path, monkeypatch):
+  # Given the loop's train and eval steps, recording the mesh they are traced
+  # under (what the TPU attention kernel reads to run per batch shard),
+  import importlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+  from recur import train as rtrain  # pylint: disable=g-import-not-at-top
+  seen = {}
+
+  def recording(name, fn):
+    def wrapped(*args, **kwargs):
+      seen[name] = jax.sharding.get_abstract_mesh()
+      return fn(*args, **kwargs)
+    return wrapped
+
+  monkeypatch.setattr(rtrain, "train_step", recording("train", rtrain.train_step))
+  monkeypatch.setattr(rtrain, "eval_step", recording("eval", rtrain.eval_step))
+  config = importlib.import_module("experiments.configs.sudoku_trm").get_config("smoke")
+  config.update(steps=1, checkpoint_every=1, pictures=False)
+  # when a run trains and evaluates,
+  loop.run(config, str(tmp_path))
+  # then both were traced under the run's data mesh, not outside any mesh.
+  for name in ("train", "eval"):
+    assert not seen[name].empty, name
+    assert seen[name].axis_names == ("data",), name
