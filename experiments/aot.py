@@ -135,7 +135,7 @@ def plan_config(plan: Plan, target: Target):
                                 dtype=cfg.dtype, head_dim=cfg.hidden_size // cfg.num_heads)
   remat = plan.remat
   if remat is None:
-    remat = plans.resolve_remat(cfg, target.platform)
+    remat = plans.resolve_remat(cfg, target.platform, target.description)
   remat = None if str(remat).lower() in ("", "none") else remat
   return cfg.replace(attention_impl=impl, remat=remat)
 

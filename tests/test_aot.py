@@ -11,6 +11,7 @@ import pytest
 
 from experiments import aot, hlo_cost
 from experiments.targets import TARGETS
+from recur import plans
 
 def _installed(module: str) -> bool:
   try:
@@ -39,6 +40,13 @@ def test_choices_are_made_for_the_target_not_the_cpu():
   none = aot.plan_config(aot.Plan("tiny_trm_att", "h200", remat="none"),
                          TARGETS["h200"])
   assert none.remat is None
+  # "auto" on a 16 GiB v5e chip is full recomputation (the default policy's
+  # plans do not fit it at the paper batch), the saveable-dots policy elsewhere.
+  v5e = aot.plan_config(aot.Plan("tiny_trm_att", "v5e"), TARGETS["v5e"])
+  assert v5e.remat == "full" and tpu.remat == gpu.remat == plans.ACCELERATOR_REMAT
+  assert plans.resolve_remat(tpu.replace(remat="auto"), "tpu", "TPU v5 lite") == "full"
+  assert plans.resolve_remat(tpu.replace(remat="auto"), "tpu", "TPU v5") == plans.ACCELERATOR_REMAT
+  assert plans.resolve_remat(tpu.replace(remat="auto"), "cpu", "cpu") is None
 
 
 _HLO = """HloModule m
