@@ -137,7 +137,9 @@ def plan_config(plan: Plan, target: Target):
   if remat is None:
     remat = plans.resolve_remat(cfg, target.platform, target.description)
   remat = None if str(remat).lower() in ("", "none") else remat
-  return cfg.replace(attention_impl=impl, remat=remat)
+  return cfg.replace(attention_impl=impl, remat=remat,
+                     fused_kernels=plans.resolve_fused_kernels(cfg.fused_kernels,
+                                                               target.platform))
 
 
 def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:

@@ -98,7 +98,9 @@ class ModelConfig:
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
   remat: str | None = "auto"       # "auto" (recur.plans: by platform), None, or a policy name
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
-  fused_kernels: bool = True       # recur.kernels (Pallas) on GPUs/TPUs where XLA does not fuse; False: plain JAX
+  # recur.kernels where XLA does not fuse: None = by platform (recur.plans: on
+  # for GPUs/TPUs, off on a CPU); True/False forces it.
+  fused_kernels: bool | None = None
 
   def __post_init__(self):
     if self.pos_encodings not in POS_ENCODINGS:

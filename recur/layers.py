@@ -36,6 +36,7 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from recur import attention as attention_lib
+from recur import plans
 from recur.kernels import add_rms_norm as add_rms_norm_lib
 from recur.kernels import swiglu as swiglu_lib
 
@@ -64,7 +65,7 @@ class LayerConfig:
   mlp_t: bool = False            # token-mixing SwiGLU instead of attention
   rms_norm_eps: float = 1e-5
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
-  fused_kernels: bool = True     # recur.kernels where they lower (GPU/TPU); False: plain JAX
+  fused_kernels: bool | None = None  # None: recur.plans.resolve_fused_kernels (by platform)
 
   @property
   def head_dim(self) -> int:
@@ -267,12 +268,16 @@ class SwiGLU(nn.Module):
     w_gate_up = self.param("gate_up", self.gate_up_init, (d, 2 * inner),
                            self.param_dtype)
     w_down = self.param("down", self.down_init, (inner, d), self.param_dtype)
+    gate_up = _dense(x_BSD, w_gate_up)
+    if self.kernel_impl == "xla":    # plain JAX, autodiff's backward
+      gate, up = jnp.split(gate_up, 2, axis=-1)
+      return _dense(jax.nn.silu(gate) * up, w_down)
     # One-pass backward kernel for the activation (recur.kernels.swiglu).
     # Named: remat policies that keep matmul outputs keep this one too, as
     # they kept the plain `h @ w_down` (recur.recursion.remat_policy).
     return checkpoint_name(
-        swiglu_lib.swiglu_down(_dense(x_BSD, w_gate_up),
-                               w_down.astype(x_BSD.dtype), self.kernel_impl),
+        swiglu_lib.swiglu_down(gate_up, w_down.astype(x_BSD.dtype),
+                               self.kernel_impl),
         DOT_OUTPUT_NAME)
 
 
@@ -296,9 +301,14 @@ class TokenMixingMLP(nn.Module):
     w_down = self.param("mlp_t_down", self.down_init, (inner, s),
                         self.param_dtype)
     # The reference transposes to [B, D, S] and applies a SwiGLU over S; the
-    # same maths as contractions over S, without explicit transposes: the
-    # inner axis last ([B, D, 2I], as the matmul lays it out) for the
-    # one-pass backward of recur.kernels.swiglu.
+    # same maths as contractions over S, without explicit transposes.
+    if self.kernel_impl == "xla":    # plain JAX: the inner axis in the middle
+      gate, up = jnp.split(jnp.einsum("bsd,si->bid", x_BSD,
+                                      w_gate_up.astype(x_BSD.dtype)), 2, axis=1)
+      return jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
+                        w_down.astype(x_BSD.dtype))
+    # Kernels: the inner axis last ([B, D, 2I], as the matmul lays it out) for
+    # the one-pass backward of recur.kernels.swiglu.
     gate_up = jnp.einsum("bsd,si->bdi", x_BSD, w_gate_up.astype(x_BSD.dtype))
     return checkpoint_name(
         swiglu_lib.swiglu_down(gate_up, w_down.astype(x_BSD.dtype),
@@ -326,7 +336,7 @@ class Block(nn.Module):
       key = self.init_key if self.init_key is not None else self.make_rng("params")
       inits = [_keyed(k) for k in jax.random.split(key, 4)]
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    impl = "pallas" if cfg.fused_kernels else "xla"
+    impl = "pallas" if plans.resolve_fused_kernels(cfg.fused_kernels) else "xla"
     if cfg.mlp_t:
       self.mixer = TokenMixingMLP(cfg.expansion, gate_up_init=inits[0],
                                   down_init=inits[1], kernel_impl=impl, **kw)
@@ -350,7 +360,7 @@ class Block(nn.Module):
   def _add_norm(self, h_BSD: Array, mix_BSD: Array) -> Array:
     """rms(h + mix) over D; one-pass backward kernel when fused_kernels."""
     eps = self.config.rms_norm_eps
-    if self.config.fused_kernels:
+    if plans.resolve_fused_kernels(self.config.fused_kernels):
       dt = jnp.result_type(h_BSD, mix_BSD)   # the dtype `h + mix` would have
       return add_rms_norm_lib.add_rms_norm(h_BSD.astype(dt), mix_BSD.astype(dt),
                                            eps, "pallas")

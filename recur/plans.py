@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 
 __all__ = ["AUTO", "ACCELERATOR_REMAT", "SMALL_MEMORY_REMAT", "default_remat",
-           "resolve_remat"]
+           "resolve_remat", "resolve_fused_kernels"]
 
 AUTO = "auto"
 ACCELERATOR_REMAT = "dots_with_no_batch_dims_saveable"
@@ -52,3 +52,14 @@ def resolve_remat(cfg, platform: str | None = None,
     if device_kind is None:
       device_kind = jax.local_devices()[0].device_kind
   return default_remat(cfg, platform, device_kind or "")
+
+
+def resolve_fused_kernels(flag: bool | None, platform: str | None = None) -> bool:
+  """What `fused_kernels` stands for: an explicit True/False as it is; None
+  (the default) on for GPUs and TPUs (the layouts and one-pass backward
+  kernels of recur.kernels, chosen from the H200 plans) and off on a CPU, where
+  the plain JAX expressions with their own layouts run faster (the token-mixing
+  MLP's [B, D, 2I] layout cost the tiny CPU bench ~7%, docs/benchmarks.md)."""
+  if flag is not None:
+    return bool(flag)
+  return (platform or jax.default_backend()) in ("gpu", "cuda", "rocm", "tpu")

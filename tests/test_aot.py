@@ -47,6 +47,12 @@ def test_choices_are_made_for_the_target_not_the_cpu():
   assert plans.resolve_remat(tpu.replace(remat="auto"), "tpu", "TPU v5 lite") == "full"
   assert plans.resolve_remat(tpu.replace(remat="auto"), "tpu", "TPU v5") == plans.ACCELERATOR_REMAT
   assert plans.resolve_remat(tpu.replace(remat="auto"), "cpu", "cpu") is None
+  # recur.kernels on for the GPU/TPU plans (fused_kernels None = by platform),
+  # off on a CPU unless forced.
+  assert gpu.fused_kernels is True and tpu.fused_kernels is True
+  assert plans.resolve_fused_kernels(None, "cpu") is False
+  assert plans.resolve_fused_kernels(True, "cpu") is True
+  assert plans.resolve_fused_kernels(False, "cuda") is False
 
 
 _HLO = """HloModule m

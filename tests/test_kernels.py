@@ -100,7 +100,8 @@ def test_fused_kernels_switch_keeps_the_block_and_its_gradient(mlp_t):
   # the outputs are identical (the forward is the same expression) and the
   # parameter gradients agree.
   cfg = layers.LayerConfig(hidden_size=128, num_heads=2, expansion=4.0,
-                           seq_len=10, attention_impl="xla", mlp_t=mlp_t)
+                           seq_len=10, attention_impl="xla", mlp_t=mlp_t,
+                           fused_kernels=True)
   x = jax.random.normal(jax.random.key(2), (3, 10, 128), jnp.bfloat16)
   params = layers.init_stack(jax.random.key(3), cfg, 1)
   params = jax.tree.map(lambda p: p[0], params)
@@ -165,7 +166,7 @@ def test_dots_remat_policy_keeps_the_matmul_inside_the_swiglu_vjp(capsys):
   # is saved by name like the other matmul outputs, and the activation is not.
   from recur import recursion  # pylint: disable=g-import-not-at-top
   cfg = layers.LayerConfig(hidden_size=128, num_heads=2, expansion=4.0,
-                           seq_len=10, attention_impl="xla")
+                           seq_len=10, attention_impl="xla", fused_kernels=True)
   params = jax.tree.map(lambda p: p[0], layers.init_stack(jax.random.key(3), cfg, 1))
   x = jnp.ones((2, 10, 128), jnp.bfloat16)
   f = jax.checkpoint(
