@@ -159,12 +159,32 @@ def _copy_tree(src: epath.Path, dst: str) -> None:
       _copy_file(child, target)
 
 
+def _stamp(src: epath.Path) -> str:
+  """What changes when the file or any file under the directory `src` is
+  rewritten: a hash of every file's relative name, size and mtime."""
+  h = hashlib.sha256()
+
+  def visit(p: epath.Path, rel: str) -> None:
+    if p.is_dir():
+      for child in sorted(p.iterdir(), key=lambda c: c.name):
+        visit(child, f"{rel}/{child.name}")
+    else:
+      st = p.stat()
+      h.update(f"{rel}\t{st.length}\t{st.mtime}\n".encode())
+
+  visit(src, "")
+  return h.hexdigest()
+
+
 def local_copy(path: str | os.PathLike, refresh: bool = False) -> str:
   """A local path holding the file or directory `path`.
 
-  Local paths are returned as they are. A URL is downloaded once into
-  `cache_dir()/inputs/<hash of the URL>/<name>` (a `.complete` marker beside
-  it says the copy finished, so an interrupted download is redone)."""
+  Local paths are returned as they are. A URL is downloaded into
+  `cache_dir()/inputs/<hash of the URL>/<name>`; a `.complete` marker beside
+  it says the copy finished (an interrupted download is redone) and records
+  the remote's listing stamp (names, sizes, mtimes), so the copy is reused
+  while the remote is unchanged and downloaded again when it was rewritten
+  (e.g. a dataset rebuilt in place in the bucket)."""
   p = normalize(path)
   if not is_url(p):
     return p
@@ -173,10 +193,13 @@ def local_copy(path: str | os.PathLike, refresh: bool = False) -> str:
   root = os.path.join(cache_dir(), "inputs", key)
   dst = os.path.join(root, src.name or "data")
   marker = os.path.join(root, ".complete")
-  if os.path.exists(marker) and not refresh:
-    return dst
   if not src.exists():
     raise FileNotFoundError(f"{p}: no such file or directory")
+  stamp = f"{p}\n{_stamp(src)}\n"
+  if os.path.exists(marker) and not refresh:
+    with open(marker) as f:
+      if f.read() == stamp:
+        return dst
   shutil.rmtree(root, ignore_errors=True)
   if src.is_dir():
     _copy_tree(src, dst)
@@ -184,5 +207,5 @@ def local_copy(path: str | os.PathLike, refresh: bool = False) -> str:
   else:
     _copy_file(src, dst)
   with open(marker, "w") as f:
-    f.write(p + "\n")
+    f.write(stamp)
   return dst

@@ -161,6 +161,11 @@ def test_paths_on_the_emulator(gcs, tmp_path, monkeypatch):
   with open(os.path.join(local, "sub", "b.csv")) as f:
     assert f.read() == "q,a\n1,2\n"
   assert paths.local_copy(base + "/data") == local
+  # Rewritten in the bucket (a dataset rebuilt in place), it is fetched again.
+  paths.write_text_atomic(base + "/data/sub/b.csv", "q,a\n1,2\n3,4\n")
+  assert paths.local_copy(base + "/data") == local
+  with open(os.path.join(local, "sub", "b.csv")) as f:
+    assert f.read() == "q,a\n1,2\n3,4\n"
   with pytest.raises(FileNotFoundError, match="paths/nope"):
     paths.local_copy(base + "/nope")
 
