@@ -93,7 +93,8 @@ flags.DEFINE_string("unroll", None, "Scan unroll of the cycles: true, false or "
 flags.DEFINE_string("remat", None, "Remat policy of the differentiated level "
                     "calls: none, full, dots or a jax.checkpoint_policies name.")
 flags.DEFINE_string("attention_impl", None, "None (by platform: cuDNN on GPUs, "
-                    "Pallas flash on TPUs, else XLA), xla, cudnn or pallas_tpu.")
+                    "Pallas flash on TPUs, else XLA), xla, cudnn, cudnn_even or "
+                    "pallas_tpu.")
 flags.DEFINE_string("dtype", None, "Compute dtype (default the config's, bfloat16).")
 flags.DEFINE_integer("batch", None, "Rows per device (overrides the case's).")
 flags.DEFINE_integer("num_puzzle_ids", 1024, "Rows of the puzzle-embedding table.")

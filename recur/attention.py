@@ -12,6 +12,13 @@
   tracing to a multiple of `CUDNN_SEQ_MULTIPLE` and the padded keys are masked
   (`key_value_seq_lengths`); padded query rows are sliced off, so the result and
   its gradient are exactly those of the unpadded attention.
+* "cudnn_even": the same kernel, padded (as above) only when the length is
+  odd, so TRM's 916 runs unpadded: no pad before the kernel, no slice after
+  (H200 TRM-Att plan 428.7 -> 407.2 GB/step, 416.0 -> 406.7 GFLOP/example).
+  Not the default: a deviceless plan does not run cuDNN's own support check
+  (jax 0.10.2 checks no sequence length in Python without a bias), so
+  whether cuDNN trains on 916 unpadded is for a device run to confirm
+  (docs/benchmarks.md has the command).
 * "pallas_tpu": Pallas/Mosaic kernels that never materialise [S, S] scores in
   HBM. Sequences up to `attention_tpu.MAX_SEQ` (all of this project's) run
   recur's lane-dense kernel (recur/attention_tpu.py) on the projections'
@@ -42,7 +49,7 @@ __all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention", "p
 
 Array = jax.Array
 
-IMPLS = ("xla", "cudnn", "pallas_tpu")
+IMPLS = ("xla", "cudnn", "cudnn_even", "pallas_tpu")
 # cuDNN's flash attention runs in 64/128-row tiles; 64 also keeps every length
 # even (its training kernels refuse odd ones). 901 -> 960.
 CUDNN_SEQ_MULTIPLE = 64
@@ -55,10 +62,13 @@ def _round_up(a: int, b: int) -> int:
 
 
 def padded_len(seq_len: int, impl: str) -> int:
-  """The sequence length kernel `impl` runs on: a multiple of 64 for cuDNN, of
+  """The sequence length kernel `impl` runs on: a multiple of 64 for cuDNN
+  (for "cudnn_even" only when `seq_len` is odd), of
   the Pallas block for TPU flash attention, `seq_len` itself for XLA."""
   if impl == "cudnn":
     return _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
+  if impl == "cudnn_even":
+    return seq_len if seq_len % 2 == 0 else _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
   if impl == "pallas_tpu":
     return _round_up(seq_len, TPU_BLOCK)
   return seq_len
@@ -103,8 +113,8 @@ def dot_product_attention(q: Array, k: Array, v: Array, impl: str,
   if impl == "xla":
     return jax.nn.dot_product_attention(q, k, v, is_causal=False,
                                         implementation="xla")
-  if impl == "cudnn":
-    return _cudnn_padded(q, k, v)
+  if impl in ("cudnn", "cudnn_even"):
+    return padded_masked(q, k, v, padded_len(s, impl), "cudnn")
   if impl == "pallas_tpu":
     return _pallas_tpu(q, k, v)
   raise ValueError(f"unknown attention implementation {impl!r}; one of {IMPLS}")
@@ -129,10 +139,6 @@ def qkv_attention(qkv_BSE: Array, num_heads: int, impl: str,
 def _pad_seq(x: Array, to: int) -> Array:
   s = x.shape[1]
   return x if to == s else jnp.pad(x, ((0, 0), (0, to - s), (0, 0), (0, 0)))
-
-
-def _cudnn_padded(q, k, v):
-  return padded_masked(q, k, v, padded_len(q.shape[1], "cudnn"), "cudnn")
 
 
 def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> Array:

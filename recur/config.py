@@ -97,7 +97,7 @@ class ModelConfig:
   compute_dtype: str = "bfloat16"
   unroll: bool | int = True        # scan unroll of the cycles; 1 = rolled
   remat: str | None = "auto"       # "auto" (recur.plans: by platform), None, or a policy name
-  attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "pallas_tpu"
+  attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "cudnn_even", "pallas_tpu"
   # recur.kernels where XLA does not fuse: None = by platform (recur.plans: on
   # for GPUs/TPUs, off on a CPU); True/False forces it.
   fused_kernels: bool | None = None

@@ -142,3 +142,47 @@ def test_layer_attention_uses_the_configured_kernel():
   with pltpu.force_tpu_interpret_mode():
     got = jax.jit(lambda x: attn("pallas_tpu").apply({"params": p}, x, rope))(x)
   _assert_close(got, ref, 2e-5)
+
+
+def test_apply_rope_equals_rotate_half_exactly():
+  # apply_rope swaps the halves with a reverse (one fusable loop); it must be
+  # bit for bit the reference's x * cos + rotate_half(x) * sin.
+  s, kd = 7, 16
+  cos, sin = layers.rope_tables(kd, s, 1e4)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, s, 3, kd), dtype)
+    xf = x.astype(jnp.float32)
+    x1, x2 = jnp.split(xf, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    ref = (xf * cos[:, None] + rotated * sin[:, None]).astype(dtype)
+    got = layers.apply_rope(x, cos, sin)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                  np.asarray(ref, np.float32))
+
+
+@pytest.mark.parametrize("s,to,masked", [(46, 46, False), (45, 64, True)])
+def test_cudnn_even_pads_only_odd_lengths(monkeypatch, s, to, masked):
+  # "cudnn_even" hands cuDNN an even length as it is (no pad, no slice) and
+  # pads an odd one with masked keys; jax's cuDNN call is stood in for by XLA
+  # (cuDNN needs a GPU), recording the shapes and masks it is given.
+  assert attention.padded_len(916, "cudnn_even") == 916
+  assert attention.padded_len(901, "cudnn_even") == 960
+  calls = []
+  real = jax.nn.dot_product_attention
+
+  def stand_in(q, k, v, **kw):
+    assert kw.pop("implementation") == "cudnn"
+    calls.append((q.shape[1], kw.get("key_value_seq_lengths") is not None))
+    return real(q, k, v, implementation="xla", **kw)
+
+  monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
+  q, k, v, ct = _qkv_ct(s)
+  even = lambda q, k, v: attention.dot_product_attention(q, k, v, "cudnn_even")
+  out, grads = _value_and_grads(even, q, k, v, ct)
+  assert calls and set(calls) == {(to, masked)}
+  monkeypatch.setattr(jax.nn, "dot_product_attention", real)
+  ref_out, ref_grads = _value_and_grads(_xla, q, k, v, ct)
+  _assert_close(out, ref_out, 1e-5)
+  for g, r in zip(grads, ref_grads):
+    _assert_close(g, r, 1e-5)
