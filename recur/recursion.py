@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import jax
 
-from recur import layers, plans
+from recur import attention, layers, plans
 from recur.config import InnerCarry, ModelConfig
 
 __all__ = ["recurse", "repeat", "remat_policy", "grad_L_updates"]
@@ -37,10 +37,12 @@ def remat_policy(name: str | None):
     # Matmuls inside custom VJPs (recur.kernels) are named, not seen as dots;
     # cuDNN attention's output and softmax statistics (what its backward
     # needs besides q, k, v) are matmul results too: keeping them (~0.2 GB per
-    # layer at the ARC batch) spares re-running the attention forward.
+    # layer at the ARC batch) spares re-running the attention forward; its
+    # q, k, v (named in recur.attention) spare re-running RoPE and the split.
     cp = jax.checkpoint_policies
     policy = cp.save_from_both_policies(
-        policy, cp.save_only_these_names(layers.DOT_OUTPUT_NAME))
+        policy, cp.save_only_these_names(layers.DOT_OUTPUT_NAME,
+                                         attention.CUDNN_INPUT_NAME))
     policy = cp.save_from_both_policies(policy, _fused_attention_saveable)
   return policy
 

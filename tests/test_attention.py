@@ -186,3 +186,25 @@ def test_cudnn_even_pads_only_odd_lengths(monkeypatch, s, to, masked):
   _assert_close(out, ref_out, 1e-5)
   for g, r in zip(grads, ref_grads):
     _assert_close(g, r, 1e-5)
+
+
+def test_dots_remat_keeps_cudnn_inputs(monkeypatch, capsys):
+  # The q, k, v handed to cuDNN (padded) are named, and the `dots*` remat
+  # policies keep them, so the backward does not redo RoPE, split and pad;
+  # "full" keeps none. XLA stands in for cuDNN (no GPU here).
+  from recur import recursion
+  real = jax.nn.dot_product_attention
+
+  def stand_in(q, k, v, **kw):
+    assert kw.pop("implementation") == "cudnn"
+    return real(q, k, v, implementation="xla", **kw)
+
+  monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
+  q, k, v, _ = _qkv_ct(45)
+  attn = lambda q, k, v: jnp.sum(attention.dot_product_attention(q, k, v, "cudnn"))
+  for policy, kept in (("dots_with_no_batch_dims_saveable", 3), ("full", 0)):
+    f = jax.checkpoint(attn, policy=recursion.remat_policy(policy))
+    jax.ad_checkpoint.print_saved_residuals(f, q, k, v)
+    saved = capsys.readouterr().out
+    assert saved.count(f"named '{attention.CUDNN_INPUT_NAME}'") == kept, saved
+    assert saved.count(f"[{B},64,{N},{K}]") == kept, saved
