@@ -14,10 +14,10 @@
   its gradient are exactly those of the unpadded attention.
 * "cudnn_even": the same kernel, padded (as above) only when the length is
   odd, so TRM's 916 runs unpadded: no pad before the kernel, no slice after
-  (H200 TRM-Att plan 428.7 -> 407.2 GB/step, 416.0 -> 406.7 GFLOP/example).
-  Not the default: a deviceless plan does not run cuDNN's own support check
-  (jax 0.10.2 checks no sequence length in Python without a bias), so
-  whether cuDNN trains on 916 unpadded is for a device run to confirm
+  (H200 TRM-Att plan 417.6 -> 396.4 GB/step, 416.0 -> 406.7 GFLOP/example).
+  Odd lengths are what jax 0.10.2 itself refuses in training (in Python,
+  while tracing); even ones pass it, but cuDNN's own support check runs only
+  on a device, so this is not the default until a device run confirms 916
   (docs/benchmarks.md has the command).
 * "pallas_tpu": Pallas/Mosaic kernels that never materialise [S, S] scores in
   HBM. Sequences up to `attention_tpu.MAX_SEQ` (all of this project's) run
