@@ -12,13 +12,15 @@
   tracing to a multiple of `CUDNN_SEQ_MULTIPLE` and the padded keys are masked
   (`key_value_seq_lengths`); padded query rows are sliced off, so the result and
   its gradient are exactly those of the unpadded attention.
-* "cudnn_even": the same kernel, padded (as above) only when the length is
-  odd, so TRM's 916 runs unpadded: no pad before the kernel, no slice after
-  (H200 TRM-Att plan 417.6 -> 396.4 GB/step, 416.0 -> 406.7 GFLOP/example).
+* "cudnn_even": the same kernel on the nearest even length: TRM's 916
+  unpadded (no pad before the kernel, no slice after), HRM's 901 padded
+  (as above, masked keys) to 902 instead of 960 (H200 plans: TRM-Att
+  417.6 -> 396.4 GB/step and 416.0 -> 406.7 GFLOP/example, HRM 521.6 ->
+  516.0 and 521.4 -> 506.4).
   Odd lengths are what jax 0.10.2 itself refuses in training (in Python,
   while tracing); even ones pass it, but cuDNN's own support check runs only
   on a device, so this is not the default until a device run confirms 916
-  (docs/benchmarks.md has the command).
+  and 902 (docs/benchmarks.md has the commands).
 * "pallas_tpu": Pallas/Mosaic kernels that never materialise [S, S] scores in
   HBM. Sequences up to `attention_tpu.MAX_SEQ` (all of this project's) run
   recur's lane-dense kernel (recur/attention_tpu.py) on the projections'
@@ -66,12 +68,12 @@ def _round_up(a: int, b: int) -> int:
 
 def padded_len(seq_len: int, impl: str) -> int:
   """The sequence length kernel `impl` runs on: a multiple of 64 for cuDNN
-  (for "cudnn_even" only when `seq_len` is odd), of
+  (for "cudnn_even" a multiple of 2), of
   the Pallas block for TPU flash attention, `seq_len` itself for XLA."""
   if impl == "cudnn":
     return _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
   if impl == "cudnn_even":
-    return seq_len if seq_len % 2 == 0 else _round_up(seq_len, CUDNN_SEQ_MULTIPLE)
+    return _round_up(seq_len, 2)
   if impl == "pallas_tpu":
     return _round_up(seq_len, TPU_BLOCK)
   return seq_len
