@@ -22,7 +22,7 @@ PAD_ID = 0
 BLANK_PUZZLE_ID = 0
 
 __all__ = ["IGNORE_LABEL_ID", "PAD_ID", "BLANK_PUZZLE_ID", "DatasetInfo", "Example",
-           "PuzzleSource", "DataError"]
+           "examples_from_rows", "PuzzleSource", "DataError"]
 
 
 class DataError(ValueError):
@@ -53,6 +53,16 @@ class Example:
   group: int                   # index of the group within its split
   version: int                 # augmentation version (0 = identity)
   index: int                   # example index within the version
+
+
+def examples_from_rows(rows: dict[str, np.ndarray], group: int,
+                       version: int) -> list[Example]:
+  """The rows of one version as `encode_rows` returns them (row i = example
+  index i) as Examples: how sources with a vectorised path give `examples`."""
+  return [Example(inputs=rows["inputs"][i], labels=rows["labels"][i],
+                  puzzle_identifier=int(rows["puzzle_identifiers"][i]),
+                  group=group, version=version, index=i)
+          for i in range(len(rows["inputs"]))]
 
 
 class PuzzleSource(Protocol):

