@@ -8,12 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from cpu_processes import cpu_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-  return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-          "JAX_PLATFORMS": "cpu"}
 
 
 def _train(workdir, *over):
@@ -22,7 +19,7 @@ def _train(workdir, *over):
        "--config=experiments/configs/sudoku_trm.py:smoke", f"--workdir={workdir}",
        "--config.steps=8", "--config.eval_every=2", "--config.checkpoint_every=2",
        "--config.keep_checkpoints=1", "--config.pictures=False", *over],
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+      cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
   return out
 
@@ -68,7 +65,7 @@ def test_best_checkpoint_kept_beside_latest_and_loaded(tmp_path, mode):
   # export --best writes the best weights.
   out = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={wd}",
                         f"--out={tmp_path / 'best.npz'}", "--best"],
-                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   side = json.load(open(tmp_path / "best.json"))
   assert side["step"] == step

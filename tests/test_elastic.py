@@ -4,12 +4,13 @@ item 3), while a changed global batch is still refused naming the field.
 Every run is a real subprocess of the entry point, with fake CPU devices."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from cpu_processes import cpu_env, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A smoke Sudoku run with a real puzzle table (num_puzzle_identifiers = 1,
@@ -19,11 +20,6 @@ OVER = ["--config.log_every=1", "--config.eval_at_end=False",
         "--config.checkpoint_every=0", "--config.async_checkpointing=False"]
 
 
-def _env(devices):
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-          "JAX_PLATFORMS": "cpu"}
-
-
 def _cmd(workdir, steps, *extra):
   return [sys.executable, "-m", "experiments.sudoku_trm",
           "--config=experiments/configs/sudoku_trm.py:smoke", f"--workdir={workdir}",
@@ -31,7 +27,7 @@ def _cmd(workdir, steps, *extra):
 
 
 def _run(workdir, steps, *extra, devices=1, check=True):
-  out = subprocess.run(_cmd(workdir, steps, *extra), cwd=ROOT, env=_env(devices),
+  out = subprocess.run(_cmd(workdir, steps, *extra), cwd=ROOT, env=cpu_env(devices),
                        capture_output=True, text=True, timeout=600)
   if check:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -74,19 +70,13 @@ def test_eight_then_four_then_one_device_matches_uninterrupted(tmp_path, ref):
   assert bad.returncode != 0 and "global_batch_size" in bad.stderr
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_then_one_matches_uninterrupted(tmp_path, ref):
   wd = tmp_path / "elastic"
-  port = _free_port()
+  port = free_port()
   procs = [subprocess.Popen(
       _cmd(wd, 3, f"--coordinator_address=localhost:{port}", "--num_processes=2",
            f"--process_id={i}"),
-      cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      cwd=ROOT, env=cpu_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (o, e) in zip(procs, outs):

@@ -17,6 +17,8 @@ import pytest
 from experiments import loop
 from experiments.workdir_lock import LockHeld, WorkdirLock
 
+from cpu_processes import cpu_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -180,16 +182,11 @@ def _cmd(wd, *over):
           "--config.pictures=False", "--config.eval_at_end=False", *over]
 
 
-def _env():
-  return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-          "JAX_PLATFORMS": "cpu"}
-
-
 def test_second_run_on_busy_workdir_is_refused(tmp_path):
   # Given two runs started together on one workdir.
   wd = tmp_path / "busy"
   over = ["--config.steps=12", "--config.checkpoint_every=4", "--config.log_every=1"]
-  procs = [subprocess.Popen(_cmd(wd, *over), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+  procs = [subprocess.Popen(_cmd(wd, *over), cwd=ROOT, env=cpu_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   codes = sorted(p.returncode for p in procs)

@@ -3,7 +3,6 @@ checkpoints, outputs. Every run is a real subprocess of the entry point."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,14 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from cpu_processes import cpu_env, free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env(devices: int = 1):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  env["JAX_PLATFORMS"] = "cpu"
-  return env
 
 
 def _cmd(name, workdir, *overrides, variant="smoke"):
@@ -28,7 +22,7 @@ def _cmd(name, workdir, *overrides, variant="smoke"):
 
 
 def run_exp(name, workdir, *overrides, devices=1, check=True):
-  out = subprocess.run(_cmd(name, workdir, *overrides), cwd=ROOT, env=_env(devices),
+  out = subprocess.run(_cmd(name, workdir, *overrides), cwd=ROOT, env=cpu_env(devices),
                        capture_output=True, text=True, timeout=600)
   if check:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -69,7 +63,7 @@ def check_sigkill_resume(tmp_path, name, *data_over, ref_data_over=None):
 
   # Given a run killed with SIGKILL after its second checkpoint...
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(_cmd(name, killed, *over), cwd=ROOT, env=_env(),
+  proc = subprocess.Popen(_cmd(name, killed, *over), cwd=ROOT, env=cpu_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   done = killed / "checkpoints" / "20" / "commit_success.txt"
   deadline = time.time() + 300
@@ -142,22 +136,16 @@ def test_eight_fake_devices_match_one_device(tmp_path):
   np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
   over = ["--config.steps=8", "--config.log_every=1", "--config.checkpoint_every=4",
           "--config.eval_at_end=False"]
   run_exp("sudoku_trm", tmp_path / "single", *over, devices=2)
-  port = _free_port()
+  port = free_port()
   wd = tmp_path / "multi"
   procs = [subprocess.Popen(
       _cmd("sudoku_trm", wd, *over, f"--coordinator_address=localhost:{port}",
            "--num_processes=2", f"--process_id={i}"),
-      cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      cwd=ROOT, env=cpu_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (o, e) in zip(procs, outs):

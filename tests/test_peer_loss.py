@@ -3,33 +3,27 @@ message naming the peer (not ~90 s later on jax's heartbeat), and the same
 command resumes from the last checkpoint."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from experiments.workdir_lock import PEER_LOST_EXIT
 
+from cpu_processes import cpu_env, free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVER = ["--config.checkpoint_every=4", "--config.log_every=1", "--config.eval_at_end=False",
         "--config.pictures=False", "--config.async_checkpointing=False"]
 
 
-def _env():
-  return {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-          "JAX_PLATFORMS": "cpu"}
-
-
 def _start(wd, steps):
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    port = s.getsockname()[1]
+  port = free_port()
   return [subprocess.Popen(
       [sys.executable, "-m", "experiments.sudoku_trm",
        "--config=experiments/configs/sudoku_trm.py:smoke", f"--workdir={wd}",
        f"--config.steps={steps}", *OVER, f"--coordinator_address=localhost:{port}",
        "--num_processes=2", f"--process_id={i}"],
-      cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      cwd=ROOT, env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
 
 

@@ -1,7 +1,6 @@
 """Per-host, vectorised input: gathers equal the per-example code; the global
 batch is the same bytes for 1 and 2 jax.distributed processes."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,8 @@ from recur.data import keys, pipeline
 from recur.puzzles import dihedral as dh
 from recur.puzzles.maze.source import MazeSet, MazeSource
 from recur.puzzles.sudoku import source as sudoku
+
+from cpu_processes import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -154,12 +155,6 @@ if jax.process_index() == 0:
 """
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def test_global_batches_equal_for_one_and_two_processes(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
@@ -167,7 +162,7 @@ def test_global_batches_equal_for_one_and_two_processes(tmp_path):
   subprocess.run([sys.executable, "-c", _SCRIPT, "0", "0", "1", str(one)],
                  cwd=ROOT, env=env, check=True, timeout=300)
   two = tmp_path / "two.npz"
-  port = str(_free_port())
+  port = str(free_port())
   procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT, port, str(i), "2",
                              str(two)], cwd=ROOT, env=env,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]

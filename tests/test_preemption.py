@@ -4,12 +4,13 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+
+from cpu_processes import cpu_env, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,12 +21,6 @@ OVER = [f"--config.steps={STEPS}", "--config.checkpoint_every=0", "--config.log_
         "--config.eval_at_end=False", "--config.pictures=False"]
 
 
-def _env():
-  env = dict(os.environ)
-  env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
-  return env
-
-
 def _cmd(workdir, *over):
   return [sys.executable, "-m", "experiments.sudoku_trm",
           "--config=experiments/configs/sudoku_trm.py:smoke", f"--workdir={workdir}", *over]
@@ -34,12 +29,6 @@ def _cmd(workdir, *over):
 def _multi(workdir, port, i, *over):
   return _cmd(workdir, *over, f"--coordinator_address=localhost:{port}",
               "--num_processes=2", f"--process_id={i}")
-
-
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _rows(workdir):
@@ -73,12 +62,12 @@ def _wait_rows(workdir, n, procs, timeout=300):
 
 def test_sigterm_single_process_saves_exits_0_and_resumes(tmp_path):
   ref = tmp_path / "ref"
-  out = subprocess.run(_cmd(ref, *OVER), cwd=ROOT, env=_env(), capture_output=True,
+  out = subprocess.run(_cmd(ref, *OVER), cwd=ROOT, env=cpu_env(), capture_output=True,
                        text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   wd = tmp_path / "run"
   # Given a run signalled once it has logged 5 steps (no checkpoint due)...
-  proc = subprocess.Popen(_cmd(wd, *OVER), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+  proc = subprocess.Popen(_cmd(wd, *OVER), cwd=ROOT, env=cpu_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   _wait_rows(wd, 5, [proc])
   t0 = time.time()
@@ -92,7 +81,7 @@ def test_sigterm_single_process_saves_exits_0_and_resumes(tmp_path):
   assert len(saved) == 1 and 5 <= saved[0] < STEPS
   assert [r["step"] for r in _rows(wd)] == list(range(1, saved[0] + 1))
   # The same command resumes and ends with the uninterrupted run's metrics.
-  out = subprocess.run(_cmd(wd, *OVER), cwd=ROOT, env=_env(), capture_output=True,
+  out = subprocess.run(_cmd(wd, *OVER), cwd=ROOT, env=cpu_env(), capture_output=True,
                        text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert f"Resumed from {wd}/checkpoints/{saved[0]}" in out.stdout
@@ -103,9 +92,9 @@ def test_sigterm_to_one_of_two_processes_both_save_the_same_step(tmp_path):
   # (Fewer steps: a step of two processes costs a cross-process all-reduce.)
   steps = 100
   over = [o for o in OVER if not o.startswith("--config.steps")] + [f"--config.steps={steps}"]
-  port = _free_port()
+  port = free_port()
   ref = tmp_path / "ref"
-  procs = [subprocess.Popen(_multi(ref, port, i, *over), cwd=ROOT, env=_env(),
+  procs = [subprocess.Popen(_multi(ref, port, i, *over), cwd=ROOT, env=cpu_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   for p in procs:
@@ -113,8 +102,8 @@ def test_sigterm_to_one_of_two_processes_both_save_the_same_step(tmp_path):
     assert p.returncode == 0, e[-3000:]
 
   wd = tmp_path / "run"
-  port = _free_port()
-  procs = [subprocess.Popen(_multi(wd, port, i, *over), cwd=ROOT, env=_env(),
+  port = free_port()
+  procs = [subprocess.Popen(_multi(wd, port, i, *over), cwd=ROOT, env=cpu_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   _wait_rows(wd, 3, procs)
@@ -130,8 +119,8 @@ def test_sigterm_to_one_of_two_processes_both_save_the_same_step(tmp_path):
   assert len(saved) == 1 and 3 <= saved[0] < steps
   assert "preempted: checkpoint saved at step" in outs[0][0] + outs[1][0]
 
-  port = _free_port()
-  procs = [subprocess.Popen(_multi(wd, port, i, *over), cwd=ROOT, env=_env(),
+  port = free_port()
+  procs = [subprocess.Popen(_multi(wd, port, i, *over), cwd=ROOT, env=cpu_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
@@ -145,7 +134,7 @@ def test_profile_steps_writes_a_trace(tmp_path):
   wd = tmp_path / "prof"
   out = subprocess.run(_cmd(wd, "--config.profile_steps=2:4", "--config.eval_at_end=False",
                             "--config.pictures=False"),
-                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, env=cpu_env(), capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   found = [os.path.join(r, f) for r, _, fs in os.walk(wd / "tensorboard" / "plugins" / "profile")
            for f in fs if f.endswith(".xplane.pb")]
