@@ -10,7 +10,9 @@ XLA's HloCostAnalysis:
   bitcasts), the bytes of its operands plus its result; a fusion counts once,
   as one kernel reading its inputs and writing its outputs.
 * FLOPs: matmuls only: 2 x output elements x contracted size for `dot`s (also
-  inside fusions) and cuBLAS custom calls; cuDNN flash attention
+  inside fusions) and cuBLAS custom calls; Pallas Triton kernels what they
+  declare in their metadata (`recur.kernels.gemm.call`: the matmul FLOPs of
+  recur's fused-epilogue kernels; other kernels count 0); cuDNN flash attention
   4 B N Sq Skv K forward and 10 B N Sq Skv K backward (5 matmuls: the scores
   recomputed, dP, dV, dQ, dK).
 * `while` bodies count times their known trip count (a rolled loop runs that
@@ -126,6 +128,17 @@ def _dot_flops(out_shape: str, lhs_shape: str, args: str) -> float:
   return 2.0 * math.prod(out[0][1]) * contract
 
 
+# A Pallas Triton kernel's declared FLOPs (recur.kernels.gemm.call puts them
+# in the kernel metadata, `serialized_metadata = "{\22flops\22: \22N\22}"`).
+_KERNEL_FLOPS = re.compile(r'serialized_metadata\s*=\s*"[^"]*?'
+                           r'(?:\\22|\\")flops(?:\\22|\\"):\s*(?:\\22|\\")(\d+)')
+
+
+def _kernel_flops(args: str) -> float:
+  m = _KERNEL_FLOPS.search(args)
+  return float(m.group(1)) if m else 0.0
+
+
 def _fmha_flops(q_shape: str, k_shape: str, backward: bool) -> float:
   q, k = _arrays(q_shape), _arrays(k_shape)
   if not q or not k or len(q[0][1]) != 4:
@@ -173,6 +186,8 @@ def _comp_cost(name: str, comps, memo, flops_only: bool = False,
       elif target.startswith("__cudnn$fmha") and len(ops) >= 2:
         c.flops = _fmha_flops(shapes.get(ops[0], ""), shapes.get(ops[1], ""),
                               "Backward" in target)
+      elif target == "__gpu$xla.gpu.triton":
+        c.flops = _kernel_flops(args)
     if not flops_only and op not in _FREE:
       out = shape
       if op == "custom-call":   # cuBLAS/cuDNN scratch workspaces are no traffic

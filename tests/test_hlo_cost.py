@@ -45,3 +45,24 @@ def test_breakdown_cli_groups_by_source(tmp_path, capsys):
   out = capsys.readouterr().out
   assert out.startswith("total ")
   assert "Block/mlp/neg" in out and "bwd Block/mixer/dot_general" in out
+
+
+_TRITON_HLO = r"""HloModule m
+
+ENTRY %main (x: bf16[300,256], w: bf16[256,128]) -> bf16[300,128] {
+  %x = bf16[300,256]{1,0} parameter(0)
+  %w = bf16[256,128]{1,0} parameter(1)
+  %o = bf16[300,128]{1,0} custom-call(%x, %w), custom_call_target="__gpu$xla.gpu.triton", api_version=API_VERSION_TYPED_FFI, backend_config={debug = false, grid_x = 3 : i32, grid_y = 1 : i32, grid_z = 1 : i32, ir = "ML\EFR\00", name = "gemm_test", num_stages = 3 : i32, num_warps = 8 : i32, serialized_metadata = "{\22flops\22: \2219660800\22}"}
+  ROOT %p = bf16[300,128]{1,0} custom-call(%o), custom_call_target="__gpu$xla.gpu.triton", backend_config={debug = false, grid_x = 3 : i32, name = "no_metadata"}
+}
+"""
+
+
+def test_triton_kernels_count_the_flops_they_declare():
+  # Given a Pallas Triton kernel carrying recur.kernels.gemm's metadata
+  # (2 x 300 x 256 x 128 matmul FLOPs) and one without metadata, the module's
+  # FLOPs are the declared ones (the other kernel counts none) and both
+  # kernels' bytes are operands plus result.
+  c = hlo_cost.module_cost(_TRITON_HLO)
+  assert c.flops == 2 * 300 * 256 * 128
+  assert c.bytes == (300 * 256 + 256 * 128 + 300 * 128) * 2 + 2 * (300 * 128 * 2)
