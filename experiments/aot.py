@@ -74,7 +74,8 @@ flags.DEFINE_string("topology", None, "TPU topology (libtpu name, e.g. "
 flags.DEFINE_integer("chips", 1, "Chips the mesh spans (1 = per-chip plan).")
 flags.DEFINE_list("case", None, "Case name(s) from experiments/bench.py.")
 # --shapes (default paper here), --batch (rows per chip here), --remat, --unroll,
-# --attention_impl and --out are experiments/bench.py's flags, shared: the
+# --attention_impl, --fused_kernels, --fused_forward and --out are
+# experiments/bench.py's flags, shared: the
 # defaults of remat/attention_impl are the target's (recur.plans,
 # recur.attention.resolve_impl).
 flags.DEFINE_integer("table_rows", None, "Puzzle-table rows (default the "
@@ -103,6 +104,8 @@ class Plan:
   num_puzzle_ids: int | None = None
   topology: str | None = None
   chips: int = 1
+  fused_kernels: str | None = None   # "auto"/None (the target's), "true", "false"
+  fused_forward: str | None = None
 
 
 def target_devices(target: Target, topology: str | None, chips: int):
@@ -130,7 +133,8 @@ def plan_config(plan: Plan, target: Target):
   cfg = bench.case_config(
       case, unroll=bench._parse_unroll(plan.unroll),  # pylint: disable=protected-access
       num_puzzle_ids=(plan.num_puzzle_ids if plan.num_puzzle_ids is not None
-                      else case.full_table))
+                      else case.full_table),
+      fused_kernels=plan.fused_kernels, fused_forward=plan.fused_forward)
   impl = attention.resolve_impl(plan.attention_impl, target.platform,
                                 dtype=cfg.dtype, head_dim=cfg.hidden_size // cfg.num_heads)
   remat = plan.remat
@@ -139,7 +143,9 @@ def plan_config(plan: Plan, target: Target):
   remat = None if str(remat).lower() in ("", "none") else remat
   return cfg.replace(attention_impl=impl, remat=remat,
                      fused_kernels=plans.resolve_fused_kernels(cfg.fused_kernels,
-                                                               target.platform))
+                                                               target.platform),
+                     fused_forward=plans.resolve_fused_forward(
+                         cfg.fused_forward, cfg.fused_kernels, target.platform))
 
 
 def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:
@@ -203,6 +209,7 @@ def compile_plan(plan: Plan) -> tuple[dict[str, Any], Any]:
       "peak_tflops": target.peak_tflops, "hbm_gbps": target.hbm_gbps,
       "compile_s": round(compile_s, 2),
       "attention_impl": cfg.attention_impl, "remat": cfg.remat,
+      "fused_kernels": cfg.fused_kernels, "fused_forward": cfg.fused_forward,
       "unroll": cfg.unroll, "num_puzzle_identifiers": cfg.num_puzzle_identifiers,
       "seq_len": cfg.full_seq_len, "jax_version": jax.__version__,
   }
@@ -303,7 +310,8 @@ def main(argv):
                 remat=FLAGS.remat, unroll=FLAGS.unroll,
                 attention_impl=FLAGS.attention_impl,
                 num_puzzle_ids=FLAGS.table_rows, topology=FLAGS.topology,
-                chips=FLAGS.chips)
+                chips=FLAGS.chips, fused_kernels=FLAGS.fused_kernels,
+                fused_forward=FLAGS.fused_forward)
     recs = suggest(plan) if FLAGS.suggest else [run_plan(plan)]
     for rec in recs:
       emit(rec, FLAGS.out)

@@ -95,6 +95,12 @@ flags.DEFINE_string("remat", None, "Remat policy of the differentiated level "
 flags.DEFINE_string("attention_impl", None, "None (by platform: cuDNN on GPUs, "
                     "Pallas flash on TPUs, else XLA), xla, cudnn, cudnn_even or "
                     "pallas_tpu.")
+flags.DEFINE_enum("fused_kernels", None, ["auto", "true", "false"],
+                  "recur.kernels' one-pass backward kernels (ModelConfig."
+                  "fused_kernels); default auto: by platform.")
+flags.DEFINE_enum("fused_forward", None, ["auto", "true", "false"],
+                  "Fused-epilogue matmul kernels where no gradient flows "
+                  "(ModelConfig.fused_forward); default auto: by platform.")
 flags.DEFINE_string("dtype", None, "Compute dtype (default the config's, bfloat16).")
 flags.DEFINE_integer("batch", None, "Rows per device (overrides the case's).")
 flags.DEFINE_integer("num_puzzle_ids", 1024, "Rows of the puzzle-embedding table.")
@@ -216,10 +222,21 @@ def _parse_unroll(text: str | None):
   return int(low)
 
 
+def _tristate(flag: str | None) -> bool | None:
+  """"true"/"false" -> True/False; None/"auto" -> None (by platform)."""
+  if flag in (None, "", "auto"):
+    return None
+  return {"true": True, "false": False}[flag.lower()]
+
+
 def case_config(case: Case, *, unroll=None, remat=None, attention_impl=None,
-                dtype=None, num_puzzle_ids=1024, full_table=False
-                ) -> core.ModelConfig:
+                dtype=None, num_puzzle_ids=1024, full_table=False,
+                fused_kernels=None, fused_forward=None) -> core.ModelConfig:
   fields = dict(case.fields)
+  for name, flag in (("fused_kernels", fused_kernels),
+                     ("fused_forward", fused_forward)):
+    if _tristate(flag) is not None:
+      fields[name] = _tristate(flag)
   fields["num_puzzle_identifiers"] = case.full_table if full_table else num_puzzle_ids
   if unroll is not None:
     fields["unroll"] = unroll
@@ -365,6 +382,7 @@ def knobs(cfg: core.ModelConfig | None, opts: "Options") -> dict[str, Any]:
             "jax_version": jax.__version__}
   return {"unroll": cfg.unroll, "remat": cfg.remat,
           "attention_impl": cfg.attention_impl, "dtype": cfg.compute_dtype,
+          "fused_kernels": cfg.fused_kernels, "fused_forward": cfg.fused_forward,
           "num_puzzle_identifiers": cfg.num_puzzle_identifiers,
           "jax_version": jax.__version__}
 
@@ -387,6 +405,8 @@ class Options:
   remat: str | None = None
   attention_impl: str | None = None
   dtype: str | None = None
+  fused_kernels: str | None = None
+  fused_forward: str | None = None
   batch: int | None = None
   num_puzzle_ids: int = 1024
   full_table: bool = False
@@ -407,7 +427,9 @@ def bench_one(name: str, opts: Options) -> dict[str, Any]:
     cfg = case_config(case, unroll=_parse_unroll(opts.unroll), remat=opts.remat,
                       attention_impl=opts.attention_impl, dtype=opts.dtype,
                       num_puzzle_ids=opts.num_puzzle_ids,
-                      full_table=opts.full_table)
+                      full_table=opts.full_table,
+                      fused_kernels=opts.fused_kernels,
+                      fused_forward=opts.fused_forward)
     rec = run_case(case, cfg, batch_per_device=rows, steps=opts.steps,
                    warmup=opts.warmup, peak_tflops=opts.peak_tflops,
                    seed=opts.seed, table_sharding=opts.table_sharding)

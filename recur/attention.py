@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from recur import attention_tpu
 
 __all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention", "padded_len",
-           "padded_masked", "CUDNN_SEQ_MULTIPLE", "CUDNN_INPUT_NAME", "TPU_BLOCK"]
+           "padded_masked", "on_padded", "CUDNN_SEQ_MULTIPLE", "CUDNN_INPUT_NAME", "TPU_BLOCK"]
 
 Array = jax.Array
 
@@ -151,7 +151,7 @@ def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> 
   padded keys masked (`key_value_seq_lengths`) and the padded query rows
   dropped: exactly the unpadded attention, forward and gradient (the padded
   rows receive no cotangent, the padded keys no probability mass)."""
-  b, s = q.shape[:2]
+  s = q.shape[1]
   q, k, v = (_pad_seq(x, to) for x in (q, k, v))
   if implementation == "cudnn":
     # Named for the `dots*` remat policies (recur.recursion.remat_policy):
@@ -160,15 +160,23 @@ def padded_masked(q, k, v, to: int, implementation: Literal["xla", "cudnn"]) -> 
     # TRM-Att plan 428.7 -> 417.6 GB/step (cudnn_even 407.2 -> 396.4), peak
     # +0.2 GB (0).
     q, k, v = (checkpoint_name(x, CUDNN_INPUT_NAME) for x in (q, k, v))
-  if to == s:
+  return on_padded(q, k, v, s, implementation)[:, :s]
+
+
+def on_padded(q: Array, k: Array, v: Array, seq_len: int,
+              implementation: Literal["xla", "cudnn"] = "cudnn") -> Array:
+  """Attention over q, k, v [B, Sp, N, K] already padded past `seq_len` rows:
+  keys from `seq_len` on are masked; returns [B, Sp, N, K] whose rows from
+  `seq_len` on are not attention outputs (callers read the first `seq_len`)."""
+  b, sp = q.shape[:2]
+  if sp == seq_len:
     return jax.nn.dot_product_attention(q, k, v, is_causal=False,
                                         implementation=implementation)
-  lengths = jnp.full((b,), s, jnp.int32)
-  out = jax.nn.dot_product_attention(
+  lengths = jnp.full((b,), seq_len, jnp.int32)
+  return jax.nn.dot_product_attention(
       q, k, v, is_causal=False,
       query_seq_lengths=lengths, key_value_seq_lengths=lengths,
       implementation=implementation)
-  return out[:, :s]
 
 
 def _pallas_tpu(q, k, v):

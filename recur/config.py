@@ -101,6 +101,10 @@ class ModelConfig:
   # recur.kernels where XLA does not fuse: None = by platform (recur.plans: on
   # for GPUs/TPUs, off on a CPU); True/False forces it.
   fused_kernels: bool | None = None
+  # Blocks nothing differentiates (no-grad cycles, evaluation) as matmul
+  # kernels with fused epilogues (recur.kernels.block_forward): None = by
+  # platform (recur.plans: GPUs, where fused_kernels is on); True/False forces.
+  fused_forward: bool | None = None
 
   def __post_init__(self):
     if self.pos_encodings not in POS_ENCODINGS:
@@ -177,7 +181,7 @@ class ModelConfig:
         hidden_size=self.hidden_size, num_heads=self.num_heads,
         expansion=self.expansion, seq_len=self.full_seq_len, mlp_t=self.mlp_t,
         rms_norm_eps=self.rms_norm_eps, attention_impl=self.attention_impl,
-        fused_kernels=self.fused_kernels)
+        fused_kernels=self.fused_kernels, fused_forward=self.fused_forward)
 
   def replace(self, **kw) -> "ModelConfig":
     return dataclasses.replace(self, **kw)

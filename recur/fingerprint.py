@@ -42,7 +42,8 @@ __all__ = ["run_fingerprint", "data_options_compared", "data_files", "diff",
 
 _SAMPLE = 1 << 20
 _WHOLE_FILE_LIMIT = 64 << 20
-_EXECUTION_ONLY = ("unroll", "remat", "attention_impl", "fused_kernels")
+_EXECUTION_ONLY = ("unroll", "remat", "attention_impl", "fused_kernels",
+                   "fused_forward")
 # Where the data is (not what it is: `files` and `source` compare that), and
 # evaluation knobs.
 _NOT_DATA = ("eval_batch_size", "eval_max_versions", "eval_max_batches", "path",

@@ -38,6 +38,7 @@ from jax.ad_checkpoint import checkpoint_name
 from recur import attention as attention_lib
 from recur import plans
 from recur.kernels import add_rms_norm as add_rms_norm_lib
+from recur.kernels import block_forward as block_forward_lib
 from recur.kernels import swiglu as swiglu_lib
 
 __all__ = [
@@ -66,6 +67,7 @@ class LayerConfig:
   rms_norm_eps: float = 1e-5
   attention_impl: str | None = None  # None/"auto" (by platform), "xla", "cudnn", "cudnn_even", "pallas_tpu"
   fused_kernels: bool | None = None  # None: recur.plans.resolve_fused_kernels (by platform)
+  fused_forward: bool | None = None  # None: recur.plans.resolve_fused_forward (by platform)
 
   @property
   def head_dim(self) -> int:
@@ -410,11 +412,29 @@ class ReasoningModule(nn.Module):
     # activation (~40 GB per TRM-Att ARC step on the H200 plan,
     # docs/benchmarks.md). Same weights, same maths.
     stack = self.variables["params"]
-    block = Block(self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+    cfg = self.config
+    block = Block(cfg, dtype=self.dtype, param_dtype=self.param_dtype,
                   parent=None)
+
+    def plain(layer: Params, h: Array, rope) -> Array:
+      out: Array = block.apply({"params": layer}, h, rope)  # type: ignore[assignment]
+      return out
+
+    # Where nothing differentiates a block (no-grad cycles, evaluation), its
+    # forward can run as fused-epilogue matmul kernels
+    # (recur.kernels.block_forward); differentiated, it is `plain` exactly.
+    fused = plans.resolve_fused_forward(cfg.fused_forward, cfg.fused_kernels)
+    impl = attention_lib.resolve_impl(
+        cfg.attention_impl, dtype=_compute_dtype(self.dtype, h_BSD),
+        head_dim=cfg.head_dim)
     for i in range(self.num_layers):
       layer = jax.tree.map(lambda w, i=i: w[i], stack)
-      h_BSD = block.apply({"params": layer}, h_BSD, rope)  # type: ignore[assignment]
+      if fused:
+        h_BSD = block_forward_lib.apply_block(
+            plain, cfg, layer, h_BSD, rope, impl,
+            _compute_dtype(self.dtype, h_BSD))
+      else:
+        h_BSD = plain(layer, h_BSD, rope)
     return h_BSD
 
 

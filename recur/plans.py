@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 
 __all__ = ["AUTO", "ACCELERATOR_REMAT", "SMALL_MEMORY_REMAT", "default_remat",
-           "resolve_remat", "resolve_fused_kernels"]
+           "resolve_remat", "resolve_fused_kernels", "resolve_fused_forward"]
 
 AUTO = "auto"
 ACCELERATOR_REMAT = "dots_with_no_batch_dims_saveable"
@@ -63,3 +63,16 @@ def resolve_fused_kernels(flag: bool | None, platform: str | None = None) -> boo
   if flag is not None:
     return bool(flag)
   return (platform or jax.default_backend()) in ("gpu", "cuda", "rocm", "tpu")
+
+
+def resolve_fused_forward(flag: bool | None, fused_kernels: bool | None,
+                          platform: str | None = None) -> bool:
+  """What `fused_forward` stands for: an explicit True/False as it is; None
+  (the default) on for GPUs when `fused_kernels` resolves on there: the
+  fused-epilogue kernels of recur.kernels.block_forward are Triton kernels
+  (on other platforms they would run as their plain JAX expressions)."""
+  if flag is not None:
+    return bool(flag)
+  platform = platform or jax.default_backend()
+  return (platform in ("gpu", "cuda")
+          and resolve_fused_kernels(fused_kernels, platform))
