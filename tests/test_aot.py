@@ -146,3 +146,23 @@ def test_lane_dense_attention_kernel_lowers_for_v5p():
     text = jax.jit(jax.grad(loss)).lower(arg).compile().as_text()
   assert "recur_attention_fwd" in text and "recur_attention_bwd" in text
   assert "bf16[2,300,256]" in text    # each device's kernel sees its 2 rows
+
+
+@needs_cuda
+def test_h200_plan_with_the_fused_forward_keeps_flops_and_moves_fewer_bytes():
+  # TRM-Att ARC at the paper shapes (small batch to keep the compile short):
+  # with the fused-epilogue forward (the default on GPUs) the plan runs recur's
+  # Triton matmul kernels, counts the same matmul FLOPs (the kernels declare
+  # them, experiments.hlo_cost), moves fewer bytes and needs no more memory
+  # than with it off.
+  on, compiled = aot.compile_plan(aot.Plan("trm_att_arc", "h200", batch=16,
+                                           num_puzzle_ids=1024))
+  off, _ = aot.compile_plan(aot.Plan("trm_att_arc", "h200", batch=16,
+                                     num_puzzle_ids=1024, fused_forward="false"))
+  assert on["fused_forward"] is True and off["fused_forward"] is False
+  text = compiled.as_text()
+  for kernel in ("qkv_rope", "proj_add_norm", "swiglu_in"):
+    assert f'name = "{kernel}' in text, kernel
+  assert on["xla_flops_per_example"] == off["xla_flops_per_example"]
+  assert on["bytes_accessed_per_step"] < 0.9 * off["bytes_accessed_per_step"]
+  assert on["peak_mem_gb"] <= off["peak_mem_gb"]

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from cpu_processes import cpu_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The paper variants' data options (min_rating, num_blanks, min_path_length,
 # num_test, ...) are kept; only the model, batch and length are made tiny.
@@ -23,8 +25,7 @@ TINY = ["--config.steps=2", "--config.batch_size=8", "--config.log_every=1",
 
 
 def _run(name, variant, workdir, *over):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-         "JAX_PLATFORMS": "cpu"}
+  env = cpu_env()
   return subprocess.run(
       [sys.executable, "-m", f"experiments.{name}",
        f"--config=experiments/configs/{name}.py:{variant}", f"--workdir={workdir}", *over],

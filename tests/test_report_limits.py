@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from cpu_processes import cpu_env
 from experiments import evaluation, loop, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,8 +191,7 @@ def test_docs_give_the_command():
 
 
 def test_arc_paper_variant_finishes_on_a_cpu_with_pictures(tmp_path):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = cpu_env()
   p = subprocess.run(
       [sys.executable, "-m", "experiments.arc_trm", *PAPER_ON_CPU,
        f"--workdir={tmp_path}", "--config.eval.progress_every_s=1e-9"],

@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from cpu_processes import cpu_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONCEPTARC = os.path.join(ROOT, "..", "shared", "data", "conceptarc", "corpus")
 if not os.path.isdir(CONCEPTARC):
@@ -28,7 +30,7 @@ print("built without tensorflow")
 
 
 def _build(data_dir, *args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = cpu_env()
   out = subprocess.run([sys.executable, "-c", _NO_TF, "build", *args,
                         f"--data_dir={data_dir}"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600, check=False)
@@ -151,8 +153,7 @@ def test_training_reads_tfds_with_exact_resume_and_the_generators_metrics(
 
 
 def _train(workdir, *over):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = cpu_env()
   cmd = [sys.executable, "-m", "experiments.sudoku_trm",
          "--config=experiments/configs/sudoku_trm.py:smoke", f"--workdir={workdir}",
          "--config.eval_at_end=False", "--config.pictures=False", *over]
@@ -196,7 +197,7 @@ def test_tfds_command_needs_tensorflow_so_recur_tfds_build_stands_in(tmp_path):
     pytest.skip("no tfds command installed")
   out = subprocess.run([tfds_cli, "build", "--imports=recur.tfds",
                         "--datasets=recur_sudoku/smoke", f"--data_dir={tmp_path}"],
-                       cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                       cwd=ROOT, env=cpu_env(),
                        capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode != 0, "tfds build works without TensorFlow now: update README"
   assert "No module named 'tensorflow'" in out.stderr, out.stderr[-2000:]
