@@ -51,6 +51,7 @@ def accumulate(x_ref, w_ref, block_k: int, cols: Sequence[tuple[int, int]],
 
 
 def matmul_flops(rows: int, k: int, n: int) -> int:
+  """FLOPs of a [rows, k] @ [k, n] matmul (a multiply and an add each)."""
   return 2 * rows * k * n
 
 
