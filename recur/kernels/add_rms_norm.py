@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from recur.kernels import backends
+from recur.kernels import backends, gemm
 
 __all__ = ["IMPLS", "add_rms_norm", "add_rms_norm_bwd", "add_rms_norm_bwd_reference"]
 
@@ -51,9 +51,16 @@ def add_rms_norm_bwd_reference(a: Array, b: Array, g: Array, eps: float) -> Arra
   return _bwd_math(a, b, g, eps).astype(a.dtype)
 
 
-def _kernel(a_ref, b_ref, g_ref, dx_ref, *, eps):
-  dx = _bwd_math(a_ref[...], b_ref[...], g_ref[...], eps)
-  dx_ref[...] = dx.astype(dx_ref.dtype)
+def _kernel(a_ref, b_ref, g_ref, dx_ref, *, eps, rows: int | None):
+  # `rows`: the row count when the last block is partial on Triton (masked
+  # loads and stores, recur.kernels.gemm; Mosaic pads partial blocks itself).
+  if rows is None:
+    dx = _bwd_math(a_ref[...], b_ref[...], g_ref[...], eps)
+    dx_ref[...] = dx.astype(dx_ref.dtype)
+    return
+  valid = gemm.row_ids(BLOCK_ROWS, 0) < rows
+  a, b, g = (gemm.RowMasked(r, valid)[...] for r in (a_ref, b_ref, g_ref))
+  gemm.store_rows(dx_ref, _bwd_math(a, b, g, eps).astype(dx_ref.dtype), valid)
 
 
 def _pallas_bwd(a: Array, b: Array, g: Array, eps: float, backend: str) -> Array:
@@ -61,8 +68,9 @@ def _pallas_bwd(a: Array, b: Array, g: Array, eps: float, backend: str) -> Array
   m = math.prod(a.shape[:-1])
   params = backends.compiler_params(backend, 1)
   spec = pl.BlockSpec((BLOCK_ROWS, d), lambda i: (i, 0))
+  partial = m % BLOCK_ROWS != 0 and backend in ("triton", "interpret")
   dx = pl.pallas_call(
-      functools.partial(_kernel, eps=eps),
+      functools.partial(_kernel, eps=eps, rows=m if partial else None),
       out_shape=jax.ShapeDtypeStruct((m, d), a.dtype),
       grid=(pl.cdiv(m, BLOCK_ROWS),),
       in_specs=[spec, spec, spec], out_specs=spec,

@@ -9,6 +9,14 @@ registers and apply that pass before the one store.
 * `accumulate(x_ref, w_ref, block_k, ...)`: the K loop of one output tile,
   `x [BM, K] @ w[:, cols]` for one or more column windows of `w`, float32
   accumulators.
+* `RowMasked(ref, valid)` / `store_rows(ref, value, valid)`: loads whose rows
+  past the array's end read as 0, stores that skip them. Pallas Triton does
+  not mask a block that runs past an array's end (its loads and stores are
+  plain pointer arithmetic: a partial last row tile would read, and write,
+  the next rows or past the buffer), so every kernel here whose row count is
+  not a multiple of its row block masks by row (interpret mode pads and
+  drops instead, so only the Triton IR shows a missing mask:
+  tests/test_aot.py checks the stores).
 * `call(...)`: `pl.pallas_call` with this project's compiler parameters and the
   kernel's matmul FLOPs attached: as a `pl.CostEstimate` (XLA's TPU cost
   analysis reads it) and as Triton kernel metadata (`{"flops": N}` in the
@@ -23,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-__all__ = ["accumulate", "call", "matmul_flops", "METADATA_FLOPS"]
+__all__ = ["accumulate", "call", "matmul_flops", "RowMasked", "store_rows",
+           "row_ids", "METADATA_FLOPS"]
 
 Array = jax.Array
 METADATA_FLOPS = "flops"   # key of the kernel metadata experiments.hlo_cost reads
@@ -48,6 +57,57 @@ def accumulate(x_ref, w_ref, block_k: int, cols: Sequence[tuple[int, int]],
 
   init = tuple(jnp.zeros((rows, width), jnp.float32) for _, width in cols)
   return list(jax.lax.fori_loop(0, k_size // block_k, body, init))
+
+
+def row_ids(block_rows: int, axis: int) -> Array:
+  """The rows [block_rows] of this program's tile along grid axis `axis`."""
+  return (pl.program_id(axis) * block_rows
+          + jax.lax.broadcasted_iota(jnp.int32, (block_rows,), 0))
+
+
+def _row_mask(valid: Array, shape) -> Array:
+  return jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (len(shape) - 1)),
+                          shape)
+
+
+def _as_slices(idx: Any, ndim: int) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+  """An index with its integers as size-1 slices (Triton's masked loads and
+  stores take blocks, not squeezed dimensions), and the axes they were."""
+  if idx is Ellipsis:
+    idx = ()
+  idx = idx if isinstance(idx, tuple) else (idx,)
+  idx = idx + (slice(None),) * (ndim - len(idx))
+  ints = tuple(a for a, i in enumerate(idx)
+               if not isinstance(i, (slice, pl.Slice)))
+  return tuple(pl.ds(i, 1) if a in ints else i
+               for a, i in enumerate(idx)), ints
+
+
+class RowMasked:
+  """A ref whose first axis is rows: indexing it (the first index a full
+  slice) loads with the rows where `valid` is False read as 0."""
+
+  def __init__(self, ref: Any, valid: Array):
+    self.ref, self.valid, self.shape = ref, valid, ref.shape
+
+  def __getitem__(self, idx: Any) -> Array:
+    from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+    if idx is Ellipsis:
+      view, ints = self.ref, ()
+    else:
+      idx, ints = _as_slices(idx, len(self.shape))
+      view = self.ref.at[idx]
+    value = pltriton.load(view, mask=_row_mask(self.valid, view.shape), other=0)
+    return value.reshape([n for a, n in enumerate(value.shape) if a not in ints])
+
+
+def store_rows(ref: Any, value: Array, valid: Array, idx: Any = Ellipsis
+               ) -> None:
+  """`ref[idx] = value` for the rows where `valid` is True only."""
+  from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+  view = ref if idx is Ellipsis else ref.at[_as_slices(idx, len(ref.shape))[0]]
+  pltriton.store(view, value.reshape(view.shape),
+                 mask=_row_mask(valid, view.shape))
 
 
 def matmul_flops(rows: int, k: int, n: int) -> int:

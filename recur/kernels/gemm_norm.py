@@ -96,10 +96,15 @@ def kernel_fits(e: int, d: int, itemsize: int = 2) -> bool:
           and block_sizes(e, d, itemsize) is not None)
 
 
-def _kernel(a_ref, w_ref, res_ref, y_ref, *, eps, block_k):
-  acc, = gemm.accumulate(a_ref, w_ref, block_k, [(0, w_ref.shape[1])])
-  y = _norm_rows(acc + res_ref[...].astype(jnp.float32), eps)
-  y_ref[...] = y.astype(y_ref.dtype)
+def _kernel(a_ref, w_ref, res_ref, y_ref, *, eps, block_k, seq_len):
+  # Rows past S (a partial last tile) are masked: Pallas Triton would read
+  # and write the next batch element's rows there (recur.kernels.gemm).
+  valid = gemm.row_ids(y_ref.shape[0], 1) < seq_len
+  acc, = gemm.accumulate(gemm.RowMasked(a_ref, valid), w_ref, block_k,
+                         [(0, w_ref.shape[1])])
+  res = gemm.RowMasked(res_ref, valid)[...]
+  y = _norm_rows(acc + res.astype(jnp.float32), eps)
+  gemm.store_rows(y_ref, y.astype(y_ref.dtype), valid)
 
 
 def _pallas(a: Array, w: Array, res: Array, eps: float, backend: str) -> Array:
@@ -115,7 +120,7 @@ def _pallas(a: Array, w: Array, res: Array, eps: float, backend: str) -> Array:
   # What the kernel moves: a's first S rows, w, res and y once each.
   moved = (nbytes(a, b * s) + nbytes(w, e) + 2 * nbytes(res, b * s))
   return gemm.call(
-      functools.partial(_kernel, eps=eps, block_k=bk),
+      functools.partial(_kernel, eps=eps, block_k=bk, seq_len=s),
       out_shape=jax.ShapeDtypeStruct(res.shape, res.dtype),
       grid=(b, pl.cdiv(s, bm)),
       in_specs=[row_spec(e), pl.BlockSpec((e, d), lambda i, j: (0, 0)),

@@ -91,19 +91,6 @@ def qkv_rope_reference(x: Array, w_qkv: Array, num_heads: int, rope: Rope,
   return q, k, v
 
 
-class _RowMasked:
-  """A [BM, D] ref whose rows with `valid` False read as `0` (masked loads):
-  the x operand `gemm.accumulate` indexes as `x_ref[:, ks]`."""
-
-  def __init__(self, ref: Any, valid: Array):
-    self.ref, self.valid, self.shape = ref, valid, ref.shape
-
-  def __getitem__(self, idx: Any) -> Array:
-    view = self.ref.at[idx]
-    mask = jnp.broadcast_to(self.valid[:, None], view.shape)
-    return pltriton.load(view, mask=mask, other=0)
-
-
 def _kernel(*refs, num_heads: int, seq_len: int, seq_to: int, block_k: int,
             has_rope: bool):
   # Blocks: x [BM, D] (rows i*BM.. of batch element b), w_qkv whole [D, 3NK],
@@ -120,19 +107,18 @@ def _kernel(*refs, num_heads: int, seq_len: int, seq_to: int, block_k: int,
   width = num_heads * kd
   cols = [(part * width + head * kd + h * half, half)
           for part in range(3) for h in range(2)]
-  accs = gemm.accumulate(_RowMasked(x_ref, in_seq), w_ref, block_k, cols)
+  accs = gemm.accumulate(gemm.RowMasked(x_ref, in_seq), w_ref, block_k, cols)
   if has_rope:
-    table = lambda ref, h: _RowMasked(ref, in_seq)[:, pl.ds(h * half, half)]
+    table = lambda ref, h: gemm.RowMasked(ref, in_seq)[:, pl.ds(h * half, half)]
     cos_lo, cos_hi, sin_lo, sin_hi = (table(ref, h) for ref in (cos_ref, sin_ref)
                                       for h in range(2))
     for part in range(2):   # q, k
       accs[2 * part], accs[2 * part + 1] = _rope_halves(
           accs[2 * part], accs[2 * part + 1], cos_lo, cos_hi, sin_lo, sin_hi)
-  store = jnp.broadcast_to((rows < seq_to)[:, None], (bm, half))
   for part, o_ref in enumerate(out_refs):
     for h in range(2):
-      pltriton.store(o_ref.at[:, pl.ds(h * half, half)],
-                     accs[2 * part + h].astype(o_ref.dtype), mask=store)
+      gemm.store_rows(o_ref.at[:, pl.ds(h * half, half)],
+                      accs[2 * part + h].astype(o_ref.dtype), rows < seq_to)
 
 
 def _pallas_qkv(x: Array, w_qkv: Array, rope: Rope, *, num_heads: int,

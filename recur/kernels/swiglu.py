@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from recur.kernels import backends
+from recur.kernels import backends, gemm
 
 __all__ = ["IMPLS", "swiglu_down", "swiglu_bwd", "swiglu_bwd_reference"]
 
@@ -64,13 +64,25 @@ def swiglu_bwd_reference(gate_up: Array, dh: Array) -> tuple[Array, Array]:
   return h.astype(dh.dtype), jnp.concatenate([dg, du], -1).astype(gate_up.dtype)
 
 
-def _kernel(gu_ref, dh_ref, h_ref, dgu_ref):
+def _kernel(gu_ref, dh_ref, h_ref, dgu_ref, *, rows: int | None):
   # Blocks: gu/dgu [R, 2, C] (gate row 0, up row 1), dh/h [R, C]. Indexing
   # the refs (not values) lowers to strided loads/stores on Triton and Mosaic.
-  h, dg, du = _bwd_math(gu_ref[:, 0, :], gu_ref[:, 1, :], dh_ref[...])
-  h_ref[...] = h.astype(h_ref.dtype)
-  dgu_ref[:, 0, :] = dg.astype(dgu_ref.dtype)
-  dgu_ref[:, 1, :] = du.astype(dgu_ref.dtype)
+  # `rows`: the row count when the last block is partial on Triton, whose
+  # loads and stores are then masked (recur.kernels.gemm); Mosaic pads
+  # partial blocks itself.
+  if rows is None:
+    h, dg, du = _bwd_math(gu_ref[:, 0, :], gu_ref[:, 1, :], dh_ref[...])
+    h_ref[...] = h.astype(h_ref.dtype)
+    dgu_ref[:, 0, :] = dg.astype(dgu_ref.dtype)
+    dgu_ref[:, 1, :] = du.astype(dgu_ref.dtype)
+    return
+  valid = gemm.row_ids(BLOCK_ROWS, 0) < rows
+  gu = gemm.RowMasked(gu_ref, valid)
+  h, dg, du = _bwd_math(gu[:, 0, :], gu[:, 1, :],
+                        gemm.RowMasked(dh_ref, valid)[...])
+  gemm.store_rows(h_ref, h.astype(h_ref.dtype), valid)
+  gemm.store_rows(dgu_ref, dg.astype(dgu_ref.dtype), valid, (slice(None), 0))
+  gemm.store_rows(dgu_ref, du.astype(dgu_ref.dtype), valid, (slice(None), 1))
 
 
 def _pallas_bwd(gate_up: Array, dh: Array, backend: str) -> tuple[Array, Array]:
@@ -82,8 +94,9 @@ def _pallas_bwd(gate_up: Array, dh: Array, backend: str) -> tuple[Array, Array]:
   gu3 = gate_up.reshape(m, 2, inner)
   dh2 = dh.reshape(m, inner)
   params = backends.compiler_params(backend, 2)
+  partial = m % BLOCK_ROWS != 0 and backend in ("triton", "interpret")
   h, dgu = pl.pallas_call(
-      _kernel,
+      functools.partial(_kernel, rows=m if partial else None),
       out_shape=(jax.ShapeDtypeStruct((m, inner), dh.dtype),
                  jax.ShapeDtypeStruct((m, 2, inner), gate_up.dtype)),
       grid=(pl.cdiv(m, BLOCK_ROWS), inner // cols),
