@@ -1,6 +1,7 @@
-"""recur.kernels.gemm_swiglu: the matmul + SwiGLU activation kernel against its
-plain-JAX reference (interpret mode on the CPU), and the reference against
-today's two-pass expression of recur.layers.SwiGLU."""
+"""recur.kernels.gemm_swiglu: the matmul + SwiGLU activation kernels (channel
+and TRM-MLP's token mixing) against their plain-JAX references (interpret
+mode on the CPU), and the references against today's two-pass expressions of
+recur.layers.SwiGLU and recur.layers.TokenMixingMLP."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,17 +58,23 @@ def test_swiglu_in_last_block_rows_are_not_garbage():
   assert not np.allclose(h2[299], h[299])
 
 
-@pytest.mark.parametrize("m", [300, 40, 128, 16, 192 * 916, 192 * 901 + 5])
-def test_row_blocks_stay_inside_the_rows_and_cover_them(m):
+@pytest.mark.parametrize("m,kind", [
+    (300, "rows"), (40, "rows"), (128, "rows"), (16, "rows"),
+    (192 * 916, "rows"), (192 * 901 + 5, "rows"), (97, "k"), (40, "k")])
+def test_row_blocks_stay_inside_the_rows_and_cover_them(m, kind):
   # Pallas's Triton lowering does not mask a block that overhangs its array
   # (interpret mode clamps it, so the parity tests cannot see one): every row
-  # block of the grid lies inside the m rows, and together they cover them.
-  bm = gemm_swiglu._blocks(m, 512, 1536)[0]
+  # block of the grid (kind "rows"; "k": every K step over S of the
+  # token-mixing kernel) lies inside the m rows, and together they cover them.
+  if kind == "rows":
+    block = gemm_swiglu._blocks(m, 512, 1536)[0]
+  else:
+    block = gemm_swiglu._tokens_blocks(m, 512, 512)[2]
   covered = np.zeros(m, bool)
-  for i in range(-(-m // bm)):
-    start = int(gemm_swiglu.row_block_start(i, m, bm))
-    assert 0 <= start and start + bm <= m
-    covered[start:start + bm] = True
+  for i in range(-(-m // block)):
+    start = int(gemm_swiglu.row_block_start(i, m, block))
+    assert 0 <= start and start + block <= m
+    covered[start:start + block] = True
   assert covered.all()
 
 
@@ -105,3 +112,58 @@ def test_swiglu_in_plain_paths():
     gemm_swiglu.swiglu_in(x, w, "cuda")
   with pytest.raises(ValueError, match="2I"):
     gemm_swiglu.swiglu_in(x, w[:16], "xla")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("b,s,d,inner", [
+    (2, 97, 64, 128),    # Sudoku's S = 81 + 16: 3 K steps of 32 and a tail
+    (2, 40, 256, 48),    # 2 D blocks, 3 I blocks of 16, a tail of 8 rows
+    (1, 64, 32, 32),     # S a multiple of the K step
+])
+def test_swiglu_in_tokens_kernel_matches_plain_jax(dtype, b, s, d, inner):
+  # Given S not a multiple of the K step (the last step moved back, its rows
+  # summed already zeroed), h [B, D, I] equals the plain-JAX reference to
+  # within its rounding.
+  kx, kw = jax.random.split(jax.random.key(7))
+  x = jax.random.normal(kx, (b, s, d)).astype(dtype)
+  w = (jax.random.normal(kw, (s, 2 * inner)) / np.sqrt(s)).astype(dtype)
+  assert gemm_swiglu.tokens_kernel_fits(s, d, inner)
+  got = gemm_swiglu.swiglu_in_tokens(x, w, "interpret")
+  want = gemm_swiglu.swiglu_in_tokens_reference(x, w)
+  assert got.dtype == dtype and got.shape == (b, d, inner)
+  _assert_within_rounding(got, want, dtype)
+
+
+def test_swiglu_in_tokens_reference_is_todays_token_mixing_activation():
+  # In float32 the reference is exactly today's layers.TokenMixingMLP
+  # expression (gate_up = einsum("bsd,si->bdi"); silu(gate) * up), and the
+  # module's output is the down projection of it.
+  x = jax.random.normal(jax.random.key(8), (2, 36, 16))
+  module = layers.TokenMixingMLP(expansion=4.0)     # I = swiglu_width(36) = 256
+  params = module.init(jax.random.key(9), x)["params"]
+  w_gu, w_down = params["mlp_t_gate_up"], params["mlp_t_down"]
+  assert w_gu.shape == (36, 512)
+  gate, up = jnp.split(jnp.einsum("bsd,si->bdi", x, w_gu), 2, axis=-1)
+  h = gemm_swiglu.swiglu_in_tokens_reference(x, w_gu)
+  np.testing.assert_array_equal(h, jax.nn.silu(gate) * up)
+  np.testing.assert_array_equal(jnp.einsum("bdi,is->bsd", h, w_down),
+                                module.apply({"params": params}, x))
+
+
+def test_swiglu_in_tokens_plain_paths():
+  # "xla" and "pallas" on the CPU are the reference; S < 16 takes the plain
+  # path under "interpret" too; a w that is not [S, 2I] is refused.
+  kx, kw = jax.random.split(jax.random.key(10))
+  x = jax.random.normal(kx, (2, 20, 32)).astype(jnp.bfloat16)
+  w = jax.random.normal(kw, (20, 64)).astype(jnp.bfloat16)
+  want = gemm_swiglu.swiglu_in_tokens_reference(x, w)
+  for impl in ("xla", "pallas"):
+    np.testing.assert_array_equal(gemm_swiglu.swiglu_in_tokens(x, w, impl), want)
+  assert not gemm_swiglu.tokens_kernel_fits(9, 32, 32)
+  np.testing.assert_array_equal(
+      gemm_swiglu.swiglu_in_tokens(x[:, :9], w[:9], "interpret"),
+      gemm_swiglu.swiglu_in_tokens_reference(x[:, :9], w[:9]))
+  with pytest.raises(ValueError, match="impl"):
+    gemm_swiglu.swiglu_in_tokens(x, w, "cuda")
+  with pytest.raises(ValueError, match=r"\[S, 2I\]"):
+    gemm_swiglu.swiglu_in_tokens(x, w[:16], "xla")
