@@ -11,6 +11,11 @@ I = 1536, bf16: 1.08 GB + 1.08 GB less). It is forward-only (no VJP): the
 no-grad and eval applications of a block use it, the differentiated ones
 keep the matmul whose output the backward needs.
 
+`swiglu_in_tokens(x, w_gate_up)` is TRM-MLP's token-mixing variant: x
+[B, S, D], w_gate_up [S, 2I], h [B, D, I] = silu(x^T w_gate) * (x^T w_up)
+per batch element (the layout of `recur.layers.TokenMixingMLP`'s gate_up,
+[B, D, 2I] today), contracting over S (97 for Sudoku, not a power of two).
+
 `impl`: "pallas" runs the kernel on `backends.KERNEL_PLATFORMS` (GPUs:
 Triton), chosen when the program is lowered, and plain JAX elsewhere; "xla"
 is plain JAX everywhere; "interpret" is the kernel in Pallas interpret mode
