@@ -275,16 +275,18 @@ class SwiGLU(nn.Module):
     w_gate_up = self.param("gate_up", self.gate_up_init, (d, 2 * inner),
                            self.param_dtype)
     w_down = self.param("down", self.down_init, (inner, d), self.param_dtype)
-    gate_up = _dense(x_BSD, w_gate_up)
     if self.kernel_impl == "xla":    # plain JAX, autodiff's backward
-      gate, up = jnp.split(gate_up, 2, axis=-1)
+      gate, up = jnp.split(_dense(x_BSD, w_gate_up), 2, axis=-1)
       return _dense(jax.nn.silu(gate) * up, w_down)
-    # One-pass backward kernel for the activation (recur.kernels.swiglu).
-    # Named: remat policies that keep matmul outputs keep this one too, as
-    # they kept the plain `h @ w_down` (recur.recursion.remat_policy).
+    # Projection + activation in one kernel (writing the gate_up residual
+    # when differentiated) and a one-pass backward kernel for the activation
+    # (recur.kernels.swiglu). Named: remat policies that keep matmul outputs
+    # keep gate_up and the down projection, as they kept the plain matmuls
+    # (recur.recursion.remat_policy).
     return checkpoint_name(
-        swiglu_lib.swiglu_down(gate_up, w_down.astype(x_BSD.dtype),
-                               self.kernel_impl),
+        swiglu_lib.swiglu_mlp(x_BSD, w_gate_up.astype(x_BSD.dtype),
+                              w_down.astype(x_BSD.dtype), self.kernel_impl,
+                              DOT_OUTPUT_NAME),
         DOT_OUTPUT_NAME)
 
 

@@ -167,3 +167,29 @@ def test_swiglu_in_tokens_plain_paths():
     gemm_swiglu.swiglu_in_tokens(x, w, "cuda")
   with pytest.raises(ValueError, match=r"\[S, 2I\]"):
     gemm_swiglu.swiglu_in_tokens(x, w[:16], "xla")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("rows", [300, 64])
+def test_with_gate_up_kernel_matches_the_plain_two_step_path(dtype, rows):
+  # Given rows with (300) and without (64) a partial last row block, the
+  # kernel that also writes gate_up gives the plain path's gate_up (the
+  # rounded projection: float32 accumulation either way) within a rounding,
+  # and its activation rounded once from float32 of that gate_up, so within a
+  # rounding of the exact activation and within two of the plain path's
+  # (which rounds silu(gate) and the product each in the dtype).
+  kx, kw = jax.random.split(jax.random.key(4))
+  x = jax.random.normal(kx, (rows, 64), jnp.float32).astype(dtype)
+  w = (jax.random.normal(kw, (64, 2 * 128)) / 8).astype(dtype)
+  h_ref, gu_ref = gemm_swiglu.swiglu_in_with_gate_up(x, w, "xla")
+  h, gu = gemm_swiglu.swiglu_in_with_gate_up(x, w, "interpret")
+  assert h.dtype == gu.dtype == dtype
+  assert h.shape == (rows, 128) and gu.shape == (rows, 256)
+  tol = 1e-5 if dtype == jnp.float32 else 2.0 ** -8
+  for got, want, t in ((gu, gu_ref, tol), (h, h_ref, 2 * tol)):
+    got, want = np.float32(got), np.float32(want)
+    np.testing.assert_allclose(got, want, rtol=t, atol=t * np.abs(want).max())
+  # h is the activation of the returned gate_up (what the backward recomputes).
+  gate, up = np.split(np.float32(gu), 2, axis=-1)
+  act = gate / (1 + np.exp(-gate)) * up
+  np.testing.assert_allclose(np.float32(h), act, rtol=tol, atol=tol * np.abs(act).max())

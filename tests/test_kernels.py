@@ -162,8 +162,9 @@ def test_add_rms_norm_takes_the_plain_path_for_widths_the_kernel_cannot_tile():
 
 def test_dots_remat_policy_keeps_the_matmul_inside_the_swiglu_vjp(capsys):
   # Given a block under jax.checkpoint with the accelerators' default policy,
-  # the SwiGLU's down projection (inside a custom VJP, so not a visible dot)
-  # is saved by name like the other matmul outputs, and the activation is not.
+  # the SwiGLU's projections gate_up and down (inside a custom VJP, so not
+  # visible dots) are saved by name like the other matmul outputs, and the
+  # activation is not.
   from recur import recursion  # pylint: disable=g-import-not-at-top
   cfg = layers.LayerConfig(hidden_size=128, num_heads=2, expansion=4.0,
                            seq_len=10, attention_impl="xla", fused_kernels=True)
@@ -176,5 +177,32 @@ def test_dots_remat_policy_keeps_the_matmul_inside_the_swiglu_vjp(capsys):
   saved = capsys.readouterr().out
   assert f"bf16[2,10,128] named '{layers.DOT_OUTPUT_NAME}'" in saved
   inner = layers.swiglu_width(128, 4.0)
+  assert f"bf16[2,10,{2 * inner}] named '{layers.DOT_OUTPUT_NAME}'" in saved
   assert f"bf16[2,10,{inner}]" not in saved      # silu(gate) * up: recomputed
-  assert saved.count("output of dot_general") == 3   # qkv, o, gate_up
+  assert saved.count("output of dot_general") == 2   # qkv, o
+
+
+@pytest.mark.parametrize("impl", ["interpret", "pallas", "xla"])
+def test_swiglu_mlp_value_and_grads_match_autodiff(impl):
+  # Given the whole channel SwiGLU through its custom VJP (projection +
+  # activation kernel writing gate_up under differentiation, the activation
+  # only without), in float32 on rows with a partial last kernel block, its
+  # value (both ways) and its gradients (x and both weights) are those of the
+  # plain expression differentiated by JAX.
+  k1, k2, k3, k4 = jax.random.split(jax.random.key(7), 4)
+  x = jax.random.normal(k1, (3, 50, 64))
+  w_gu = jax.random.normal(k2, (64, 2 * 128)) / 8
+  w_down = jax.random.normal(k3, (128, 64)) / 11
+  dy = jax.random.normal(k4, (3, 50, 64))
+
+  def plain(x, w_gu, w_down):
+    gate, up = jnp.split(x @ w_gu, 2, axis=-1)
+    return (jax.nn.silu(gate) * up) @ w_down
+
+  y_ref, vjp_ref = jax.vjp(plain, x, w_gu, w_down)
+  f = lambda *a: swiglu.swiglu_mlp(*a, impl)
+  np.testing.assert_allclose(f(x, w_gu, w_down), y_ref, rtol=2e-5, atol=2e-5)
+  y, vjp = jax.vjp(f, x, w_gu, w_down)
+  np.testing.assert_allclose(y, y_ref, rtol=2e-5, atol=2e-5)
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * float(jnp.abs(want).max()))

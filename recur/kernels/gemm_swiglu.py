@@ -42,6 +42,7 @@ from jax.experimental import pallas as pl
 from recur.kernels import backends, gemm
 
 __all__ = ["IMPLS", "swiglu_in", "swiglu_in_reference", "kernel_fits",
+           "swiglu_in_with_gate_up", "swiglu_in_with_gate_up_reference",
            "swiglu_in_tokens", "swiglu_in_tokens_reference",
            "tokens_kernel_fits"]
 
@@ -93,51 +94,105 @@ def swiglu_in_reference(x: Array, w_gate_up: Array) -> Array:
   return (jax.nn.silu(gate) * up).astype(x.dtype)
 
 
-def _kernel(x_ref, w_ref, h_ref, *, inner: int, block_n: int, block_k: int):
+def _kernel(x_ref, w_ref, h_ref, gu_ref=None, *, inner: int, block_n: int,
+            block_k: int):
   # x_ref [BM, D] rows of this program; w_ref the whole [D, 2I]; h_ref
   # [BM, BN]. Gate columns j*BN.., up columns I + j*BN.. (traced offsets:
   # accumulate's pl.ds takes them, though its annotation says int).
+  # gu_ref [BM, 2, BN] (with_gate_up): the rounded gate and up, and h from
+  # them, as the differentiated path's matmul + activation compute them.
   c0 = pl.multiple_of(pl.program_id(1) * block_n, block_n)
   cols: Any = [(c0, block_n), (pl.multiple_of(inner + c0, block_n), block_n)]
   gate, up = gemm.accumulate(x_ref, w_ref, block_k, cols)
+  if gu_ref is not None:
+    gate, up = gate.astype(gu_ref.dtype), up.astype(gu_ref.dtype)
+    gu_ref[:, 0, :] = gate
+    gu_ref[:, 1, :] = up
+    gate, up = gate.astype(jnp.float32), up.astype(jnp.float32)
   h_ref[...] = (jax.nn.silu(gate) * up).astype(h_ref.dtype)
 
 
-def _pallas(x: Array, w_gate_up: Array, backend: str) -> Array:
-  """The kernel on the [M, D] view of x's rows."""
+def _pallas(x: Array, w_gate_up: Array, backend: str,
+            with_gate_up: bool = False) -> Any:
+  """The kernel on the [M, D] view of x's rows (with_gate_up: (h, gate_up))."""
   d = x.shape[-1]
   inner = w_gate_up.shape[-1] // 2
   m = math.prod(x.shape[:-1])
   bm, bn, bk = _blocks(m, d, inner)
   w = w_gate_up.astype(x.dtype)
   itemsize = jnp.dtype(x.dtype).itemsize
-  h = gemm.call(
+  h_spec = pl.BlockSpec((pl.Element(bm), bn),
+                        lambda i, j: (row_block_start(i, m, bm), j))
+  out_shape: Any = jax.ShapeDtypeStruct((m, inner), x.dtype)
+  out_specs: Any = h_spec
+  if with_gate_up:   # [M, 2, I] is [M, 2I] (gate first) in memory
+    out_shape = (out_shape, jax.ShapeDtypeStruct((m, 2, inner), x.dtype))
+    out_specs = (h_spec, pl.BlockSpec(
+        (pl.Element(bm), 2, bn), lambda i, j: (row_block_start(i, m, bm), 0, j)))
+  out = gemm.call(
       functools.partial(_kernel, inner=inner, block_n=bn, block_k=bk),
-      out_shape=jax.ShapeDtypeStruct((m, inner), x.dtype),
+      out_shape=out_shape,
       grid=(pl.cdiv(m, bm), inner // bn),
       in_specs=[pl.BlockSpec((pl.Element(bm), d),
                              lambda i, j: (row_block_start(i, m, bm), 0)),
                 pl.BlockSpec((d, 2 * inner), lambda i, j: (0, 0))],
-      out_specs=pl.BlockSpec((pl.Element(bm), bn),
-                             lambda i, j: (row_block_start(i, m, bm), j)),
+      out_specs=out_specs,
       backend=backend,
       flops=gemm.matmul_flops(m, d, 2 * inner),
-      bytes_accessed=(m * d + d * 2 * inner + m * inner) * itemsize,
+      bytes_accessed=(m * d + d * 2 * inner + m * inner * (3 if with_gate_up else 1)
+                      ) * itemsize,
       name="swiglu_in", num_warps=NUM_WARPS, num_stages=NUM_STAGES,
   )(x.reshape(m, d), w)
-  return h.reshape(x.shape[:-1] + (inner,))
+  lead = x.shape[:-1]
+  if with_gate_up:
+    return out[0].reshape(lead + (inner,)), out[1].reshape(lead + (2 * inner,))
+  return out.reshape(lead + (inner,))
 
 
-def swiglu_in(x: Array, w_gate_up: Array, impl: str = "pallas") -> Array:
-  """`silu(x @ w_gate) * (x @ w_up)` for x [..., D], w_gate_up [D, 2I] (gate
-  first): h [..., I] in x's dtype; see the module doc. Forward only."""
+def swiglu_in_with_gate_up_reference(x: Array, w_gate_up: Array
+                                     ) -> tuple[Array, Array]:
+  """(h, gate_up) as the differentiated path computed them before the
+  kernel, and still does off GPUs: `gate_up = x @ w` in x's dtype, then
+  `h = silu(gate) * up` (recur.layers.SwiGLU's plain expression)."""
+  gate_up = jnp.einsum("...i,io->...o", x, w_gate_up.astype(x.dtype))
+  gate, up = jnp.split(gate_up, 2, axis=-1)
+  return jax.nn.silu(gate) * up, gate_up
+
+
+def swiglu_in_with_gate_up(x: Array, w_gate_up: Array, impl: str = "pallas"
+                           ) -> tuple[Array, Array]:
+  """(h, gate_up): `swiglu_in` that also writes the projection `gate_up`
+  [..., 2I] (rounded to x's dtype; h computed from the rounded values), the
+  residual the SwiGLU backward (recur.kernels.swiglu) reads: one kernel where
+  the differentiated forward had a matmul and an activation pass reading its
+  output back."""
+  _check(x, w_gate_up, impl)
+  fits = kernel_fits(math.prod(x.shape[:-1]), x.shape[-1],
+                     w_gate_up.shape[-1] // 2)
+  if impl == "xla" or not fits:
+    return swiglu_in_with_gate_up_reference(x, w_gate_up)
+  kernel = functools.partial(_pallas, with_gate_up=True)
+  if impl == "interpret":
+    return kernel(x, w_gate_up, "interpret")
+  return backends.by_platform(kernel, swiglu_in_with_gate_up_reference, x,
+                             w_gate_up)
+
+
+def _check(x: Array, w_gate_up: Array, impl: str) -> None:
   if impl not in IMPLS:
     raise ValueError(f"swiglu_in impl must be one of {IMPLS}, got {impl!r}")
   d2 = w_gate_up.shape[-1]
   if w_gate_up.ndim != 2 or w_gate_up.shape[0] != x.shape[-1] or d2 % 2:
     raise ValueError(f"w_gate_up {w_gate_up.shape} is not [D, 2I] for x "
                      f"{x.shape}")
-  fits = kernel_fits(math.prod(x.shape[:-1]), x.shape[-1], d2 // 2)
+
+
+def swiglu_in(x: Array, w_gate_up: Array, impl: str = "pallas") -> Array:
+  """`silu(x @ w_gate) * (x @ w_up)` for x [..., D], w_gate_up [D, 2I] (gate
+  first): h [..., I] in x's dtype; see the module doc. Forward only."""
+  _check(x, w_gate_up, impl)
+  fits = kernel_fits(math.prod(x.shape[:-1]), x.shape[-1],
+                     w_gate_up.shape[-1] // 2)
   if impl == "xla" or not fits:
     return swiglu_in_reference(x, w_gate_up)
   if impl == "interpret":

@@ -31,7 +31,8 @@ from jax.experimental import pallas as pl
 
 from recur.kernels import backends, gemm
 
-__all__ = ["IMPLS", "swiglu_down", "swiglu_bwd", "swiglu_bwd_reference"]
+__all__ = ["IMPLS", "swiglu_down", "swiglu_bwd", "swiglu_bwd_reference",
+           "swiglu_mlp"]
 
 Array = jax.Array
 IMPLS = ("pallas", "xla", "interpret")
@@ -156,3 +157,44 @@ def _bwd(impl, token_mixing, res, dy):
 
 
 swiglu_down.defvjp(_fwd, _bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def swiglu_mlp(x: Array, w_gate_up: Array, w_down: Array, impl: str = "pallas",
+               gate_up_name: str | None = None) -> Array:
+  """The whole channel SwiGLU, `(silu(x @ w_gate) * (x @ w_up)) @ w_down`,
+  weights in x's dtype. Undifferentiated, the projection and activation are
+  one kernel writing only the activation (recur.kernels.gemm_swiglu).
+  Differentiated, the forward is one kernel writing `gate_up` and the
+  activation (the residual the backward needs, named `gate_up_name` for remat
+  policies) where it was a matmul and an activation pass reading it back; the
+  backward is `swiglu_down`'s and the projection's, exactly as before."""
+  from recur.kernels import gemm_swiglu  # pylint: disable=g-import-not-at-top
+  h = gemm_swiglu.swiglu_in(x, w_gate_up, impl)
+  return jnp.einsum(_specs(x.ndim, False)[0], h, w_down)
+
+
+def _mlp_fwd(x, w_gate_up, w_down, impl, gate_up_name):
+  from jax.ad_checkpoint import checkpoint_name  # pylint: disable=g-import-not-at-top
+  from recur.kernels import gemm_swiglu  # pylint: disable=g-import-not-at-top
+  h, gate_up = gemm_swiglu.swiglu_in_with_gate_up(x, w_gate_up, impl)
+  if gate_up_name:
+    gate_up = checkpoint_name(gate_up, gate_up_name)
+  y = jnp.einsum(_specs(x.ndim, False)[0], h, w_down)
+  return y, (x, w_gate_up, gate_up, w_down)
+
+
+def _mlp_bwd(impl, gate_up_name, res, dy):
+  del gate_up_name
+  x, w_gate_up, gate_up, w_down = res
+  # The backward of the two-step path: swiglu_down's (one-pass kernel), then
+  # the projection's transpose (its forward product is dead code here).
+  _, down_vjp = jax.vjp(lambda gu, w: swiglu_down(gu, w, impl), gate_up, w_down)
+  dgu, dw_down = down_vjp(dy)
+  _, in_vjp = jax.vjp(
+      lambda a, w: jnp.einsum(_specs(x.ndim, False)[0], a, w), x, w_gate_up)
+  dx, dw_gate_up = in_vjp(dgu)
+  return dx, dw_gate_up, dw_down
+
+
+swiglu_mlp.defvjp(_mlp_fwd, _mlp_bwd)
