@@ -47,7 +47,8 @@ import jax.numpy as jnp
 
 from recur import attention_tpu
 
-__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention", "padded_len",
+__all__ = ["IMPLS", "resolve_impl", "dot_product_attention", "qkv_attention",
+           "projected_attention", "projected_qkv", "padded_len",
            "padded_masked", "on_padded", "CUDNN_SEQ_MULTIPLE", "CUDNN_INPUT_NAME", "TPU_BLOCK"]
 
 Array = jax.Array
@@ -139,6 +140,72 @@ def qkv_attention(qkv_BSE: Array, num_heads: int, impl: str,
   out = dot_product_attention(qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:],
                               impl, rope)
   return out.reshape(b, s, n * kd)
+
+
+def _plain_qkv(x: Array, w_qkv: Array, rope, num_heads: int, seq_to: int):
+  """q, k, v [B, seq_to, N, K] from x [B, S, D] the plain way: the fused
+  projection in x's dtype, split by heads, RoPE on q and k, zero padding."""
+  from recur.layers import apply_rope  # pylint: disable=g-import-not-at-top  # layers imports this module
+  b, s, _ = x.shape
+  n = num_heads
+  qkv = jnp.einsum("...i,io->...o", x, w_qkv)
+  qkv = qkv.reshape(b, s, 3 * n, qkv.shape[-1] // (3 * n))
+  q, k, v = qkv[:, :, :n], qkv[:, :, n:2 * n], qkv[:, :, 2 * n:]
+  if rope is not None:
+    q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+  return tuple(_pad_seq(t, seq_to) for t in (q, k, v))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def projected_qkv(x: Array, w_qkv: Array, rope, num_heads: int, seq_to: int,
+                  kernel_impl: str = "pallas") -> tuple[Array, Array, Array]:
+  """`_plain_qkv` (x [B, S, D], w_qkv [D, 3NK] in x's dtype) as one kernel on
+  GPUs (recur.kernels.gemm_qkv: RoPE, head split and padding in the matmul's
+  epilogue, no [B, S, 3NK] projection in HBM); elsewhere, and with
+  `kernel_impl` "xla", the plain expression. Its backward is the plain
+  expression's (autodiff's)."""
+  from recur.kernels import backends, gemm_qkv  # pylint: disable=g-import-not-at-top
+  plain = lambda x, w, rope: _plain_qkv(x, w, rope, num_heads, seq_to)
+  if kernel_impl == "xla":
+    return plain(x, w_qkv, rope)
+  if kernel_impl == "interpret":
+    return gemm_qkv.qkv_rope(x, w_qkv, num_heads, rope, seq_to, "interpret")
+  kernel = lambda x, w, rope, backend: gemm_qkv._pallas_qkv(  # pylint: disable=protected-access
+      x, w, rope, num_heads=num_heads, seq_to=seq_to,
+      block_rows=gemm_qkv.BLOCK_ROWS, block_k=gemm_qkv.BLOCK_K, backend=backend)
+  return backends.by_platform(kernel, plain, x, w_qkv, rope)
+
+
+def _projected_qkv_fwd(x, w_qkv, rope, num_heads, seq_to, kernel_impl):
+  return (projected_qkv(x, w_qkv, rope, num_heads, seq_to, kernel_impl),
+          (x, w_qkv, rope))
+
+
+def _projected_qkv_bwd(num_heads, seq_to, kernel_impl, res, g):
+  del kernel_impl
+  x, w_qkv, rope = res
+  # The plain expression's backward (its forward product is dead code here).
+  _, vjp = jax.vjp(lambda x, w, r: _plain_qkv(x, w, r, num_heads, seq_to),
+                   x, w_qkv, rope)
+  return vjp(tuple(g))
+
+
+projected_qkv.defvjp(_projected_qkv_fwd, _projected_qkv_bwd)
+
+
+def projected_attention(x: Array, w_qkv: Array, num_heads: int, impl: str,
+                        rope: tuple[Array, Array] | None = None,
+                        kernel_impl: str = "pallas") -> Array:
+  """`qkv_attention(x @ w_qkv, ...)` for the cuDNN implementations, the
+  projection, RoPE, head split and padding in one kernel (`projected_qkv`):
+  [B, S, N*K]. The q, k, v handed to cuDNN are named as in `padded_masked`."""
+  if impl not in ("cudnn", "cudnn_even"):
+    raise ValueError(f"projected_attention runs the cuDNN kernels, not {impl!r}")
+  b, s, _ = x.shape
+  q, k, v = projected_qkv(x, w_qkv, rope, num_heads, padded_len(s, impl),
+                          kernel_impl)
+  q, k, v = (checkpoint_name(t, CUDNN_INPUT_NAME) for t in (q, k, v))
+  return on_padded(q, k, v, s, "cudnn")[:, :s].reshape(b, s, -1)
 
 
 def _pad_seq(x: Array, to: int) -> Array:

@@ -240,6 +240,7 @@ class Attention(nn.Module):
   param_dtype: Any = jnp.float32
   qkv_init: Initializer = fan_in_trunc_normal
   o_init: Initializer = fan_in_trunc_normal
+  kernel_impl: str = "xla"   # "pallas": cuDNN's q, k, v from one kernel (recur.attention.projected_attention)
 
   @nn.compact
   def __call__(self, x_BSD: Array, rope: tuple[Array, Array] | None = None
@@ -251,6 +252,10 @@ class Attention(nn.Module):
     w_o = self.param("o", self.o_init, (n * k, d), self.param_dtype)
     impl = attention_lib.resolve_impl(self.attention_impl, dtype=x_BSD.dtype,
                                       head_dim=k)
+    if self.kernel_impl != "xla" and impl in ("cudnn", "cudnn_even"):
+      out = attention_lib.projected_attention(
+          x_BSD, w_qkv.astype(x_BSD.dtype), n, impl, rope, self.kernel_impl)
+      return _dense(out, w_o)
     # The fused projection goes to the attention whole; RoPE (apply_rope) on
     # q and k happens inside the kernel where it can.
     out = attention_lib.qkv_attention(_dense(x_BSD, w_qkv), n, impl, rope)
@@ -351,7 +356,8 @@ class Block(nn.Module):
                                   down_init=inits[1], kernel_impl=impl, **kw)
     else:
       self.mixer = Attention(cfg.num_heads, cfg.head_dim, cfg.attention_impl,
-                             qkv_init=inits[0], o_init=inits[1], **kw)
+                             qkv_init=inits[0], o_init=inits[1],
+                             kernel_impl=impl, **kw)
     self.mlp = SwiGLU(cfg.expansion, gate_up_init=inits[2], down_init=inits[3],
                       kernel_impl=impl, **kw)
     nn.share_scope(self, self.mixer)
