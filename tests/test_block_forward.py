@@ -50,7 +50,9 @@ def test_block_forward_is_the_plain_block(kernel_impl, mlp_t, attention_impl,
   # kernels (interpret mode) or their plain references, then it is the plain
   # block's output up to float32 rounding.
   monkeypatch.setattr(attention, "on_padded", _xla_on_padded)
-  cfg, params, rope, x = _block(mlp_t)
+  # 20 positions: the token-mixing kernel's K steps over S (16 + a moved-back
+  # partial step) run; 13 for attention: a partial row tile.
+  cfg, params, rope, x = _block(mlp_t, seq_len=20 if mlp_t else 13)
   want = _plain(cfg)(params, x, rope)
   got = block_forward.block_forward(params, x, rope, cfg, attention_impl,
                                     kernel_impl=kernel_impl)

@@ -12,8 +12,9 @@ it before its one store (recur.kernels.gemm):
     h       = rms(h + swiglu(h @ W_gu) @ W_down)
 
 against today's cuBLAS call, HBM round trip and elementwise kernel after each
-matmul (recur.layers.Block). TRM-MLP's token mixing keeps its XLA expression;
-its channel SwiGLU runs as above.
+matmul (recur.layers.Block). TRM-MLP's token mixing runs its projection over
+the sequence and activation as one kernel too (down projection and norm in
+XLA); its channel SwiGLU runs as above.
 
 `apply_block(block_fn, cfg, params, h, rope)` wraps a block as a
 `jax.custom_vjp` whose primal (what runs when nothing differentiates it) is
@@ -55,10 +56,10 @@ def block_forward(params: Params, h_BSD: Array,
   w = {name: p.astype(dt) for name, p in params.items()}
   eps = cfg.rms_norm_eps
   if cfg.mlp_t:
-    gate, up = jnp.split(jnp.einsum("bsd,si->bid", h_BSD,
-                                                w["mlp_t_gate_up"]), 2, axis=1)
-    mixed = jnp.einsum("bid,is->bsd", jax.nn.silu(gate) * up,
-                             w["mlp_t_down"])
+    # Token mixing: projection over S + activation in one kernel (h [B, D, I]),
+    # the down projection and the norm over S (layers.Block) in XLA.
+    h_BDI = gemm_swiglu.swiglu_in_tokens(h_BSD, w["mlp_t_gate_up"], kernel_impl)
+    mixed = jnp.einsum("bdi,is->bsd", h_BDI, w["mlp_t_down"])
     h_BSD = layers.rms_norm(h_BSD + mixed, eps, 1)
   else:
     b, s, _ = h_BSD.shape
