@@ -14,9 +14,9 @@
   its gradient are exactly those of the unpadded attention.
 * "cudnn_even": the same kernel on the nearest even length: TRM's 916
   unpadded (no pad before the kernel, no slice after), HRM's 901 padded
-  (as above, masked keys) to 902 instead of 960 (H200 plans: TRM-Att
-  417.6 -> 396.4 GB/step and 416.0 -> 406.7 GFLOP/example, HRM 521.6 ->
-  516.0 and 521.4 -> 506.4).
+  (as above, masked keys) to 902 instead of 960 (H200 plans with the
+  fused-epilogue kernels: TRM-Att 311.3 -> 297.3 GB/step and 416.0 -> 406.7
+  GFLOP/example, HRM 336.8 -> 331.3 and 521.4 -> 506.4).
   Odd lengths are what jax 0.10.2 itself refuses in training (in Python,
   while tracing); even ones pass it, but cuDNN's own support check runs only
   on a device, so this is not the default until a device run confirms 916
