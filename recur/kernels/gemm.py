@@ -92,8 +92,9 @@ class RowMasked:
 
   def __getitem__(self, idx: Any) -> Array:
     from jax.experimental.pallas import triton as pltriton  # pylint: disable=g-import-not-at-top
+    ints: tuple[int, ...] = ()
     if idx is Ellipsis:
-      view, ints = self.ref, ()
+      view = self.ref
     else:
       idx, ints = _as_slices(idx, len(self.shape))
       view = self.ref.at[idx]
