@@ -95,14 +95,18 @@ def test_swiglu_in_reference_is_todays_swiglu_activation():
 
 
 def test_swiglu_in_plain_paths():
-  # "xla", and "pallas" on the CPU (the plain branch of by_platform), are the
-  # reference; shapes the kernel cannot tile (8 rows, I = 24) take the plain
-  # path under "interpret" too; an unknown impl or a w that is not [D, 2I]
-  # is refused.
+  # "xla" is the reference; "pallas" off GPUs (the plain branch of
+  # by_platform) is the model's own two-step expression in the compute dtype
+  # (projection, then activation: what a TPU ran before the kernel, without
+  # a float32 [M, 2I] projection); shapes the kernel cannot tile (8 rows,
+  # I = 24) take the reference under "interpret" too; an unknown impl or a w
+  # that is not [D, 2I] is refused.
   x, w = _inputs((3, 20), 32, 64, jnp.bfloat16, seed=5)
-  want = gemm_swiglu.swiglu_in_reference(x, w)
-  for impl in ("xla", "pallas"):
-    np.testing.assert_array_equal(gemm_swiglu.swiglu_in(x, w, impl), want)
+  np.testing.assert_array_equal(gemm_swiglu.swiglu_in(x, w, "xla"),
+                                gemm_swiglu.swiglu_in_reference(x, w))
+  gate, up = jnp.split(jnp.einsum("...i,io->...o", x, w), 2, axis=-1)
+  np.testing.assert_array_equal(gemm_swiglu.swiglu_in(x, w, "pallas"),
+                                jax.nn.silu(gate) * up)
   for lead, inner in (((8,), 64), ((40,), 24)):
     x, w = _inputs(lead, 32, inner, jnp.float32, seed=6)
     assert not gemm_swiglu.kernel_fits(int(np.prod(lead)), 32, inner)
