@@ -150,22 +150,29 @@ def test_lane_dense_attention_kernel_lowers_for_v5p():
 
 @needs_cuda
 def test_h200_plan_with_the_fused_forward_keeps_flops_and_moves_fewer_bytes():
-  # TRM-Att ARC at the paper shapes (small batch to keep the compile short):
-  # with the fused-epilogue forward (the default on GPUs) the plan runs recur's
-  # Triton matmul kernels, counts the same matmul FLOPs (the kernels declare
-  # them, experiments.hlo_cost), moves fewer bytes and needs no more memory
-  # than with it off.
-  on, compiled = aot.compile_plan(aot.Plan("trm_att_arc", "h200", batch=16,
-                                           num_puzzle_ids=1024))
-  off, _ = aot.compile_plan(aot.Plan("trm_att_arc", "h200", batch=16,
-                                     num_puzzle_ids=1024, fused_forward="false"))
-  assert on["fused_forward"] is True and off["fused_forward"] is False
+  # TRM-Att ARC at the paper shapes (small batch and table to keep the
+  # compiles short), with recur's kernels as by default on GPUs, with the
+  # fused forward off, and with both switches off (plain JAX): the kernels run
+  # in the default plan; all three count the same matmul FLOPs (the kernels
+  # declare theirs, experiments.hlo_cost); each switch moves fewer bytes
+  # (together <= 0.75x plain JAX: 0.714x here, 0.715x at the paper batch),
+  # and the fused forward adds no peak memory.
+  plan = lambda **kw: aot.compile_plan(aot.Plan("trm_att_arc", "h200", batch=16,
+                                                num_puzzle_ids=1024, **kw))
+  on, compiled = plan()
+  no_forward, _ = plan(fused_forward="false")
+  plain, _ = plan(fused_kernels="false", fused_forward="false")
+  assert on["fused_forward"] is True and no_forward["fused_forward"] is False
+  assert plain["fused_kernels"] is False
   text = compiled.as_text()
-  for kernel in ("qkv_rope", "proj_add_norm", "swiglu_in"):
+  for kernel in ("qkv_rope", "proj_add_norm", "swiglu_in", "swiglu_bwd"):
     assert f'name = "{kernel}' in text, kernel
-  assert on["xla_flops_per_example"] == off["xla_flops_per_example"]
-  assert on["bytes_accessed_per_step"] < 0.9 * off["bytes_accessed_per_step"]
-  assert on["peak_mem_gb"] <= off["peak_mem_gb"]
+  assert (on["xla_flops_per_example"] == no_forward["xla_flops_per_example"]
+          == plain["xla_flops_per_example"])
+  bytes_ = [r["bytes_accessed_per_step"] for r in (on, no_forward, plain)]
+  assert bytes_[0] < bytes_[1] < bytes_[2]
+  assert bytes_[0] <= 0.75 * bytes_[2], bytes_
+  assert on["peak_mem_gb"] <= no_forward["peak_mem_gb"]
 
 
 @needs_cuda
