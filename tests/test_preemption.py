@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The smoke model (quick to compile) for enough steps that SIGTERM lands
 # mid-run; no checkpoint is due before the end.
-STEPS = 1000
+STEPS = 400
 OVER = [f"--config.steps={STEPS}", "--config.checkpoint_every=0", "--config.log_every=1",
         "--config.eval_at_end=False", "--config.pictures=False"]
 
@@ -90,7 +90,7 @@ def test_sigterm_single_process_saves_exits_0_and_resumes(tmp_path):
 
 def test_sigterm_to_one_of_two_processes_both_save_the_same_step(tmp_path):
   # (Fewer steps: a step of two processes costs a cross-process all-reduce.)
-  steps = 100
+  steps = 40
   over = [o for o in OVER if not o.startswith("--config.steps")] + [f"--config.steps={steps}"]
   port = free_port()
   ref = tmp_path / "ref"
