@@ -8,9 +8,9 @@ above the PyTorch reference's measured memory (TRM-Att ARC 36.5 GB vs 33.7,
 TRM-MLP Sudoku 31.0 vs 29.5, HRM ARC 31.0 vs 28.7); saving only the matmul
 outputs without batch dimensions (the weight-side products) and recomputing the
 rest brings them under it for ~4% more FLOPs. A 16 GiB TPU v5e chip holds none
-of the three at the paper batch with that policy (plans of 26.4 / 20.9 / 24.5
-GB) but all three with full recomputation (9.1 / 4.2 / 13.0 GB), so on a v5e
-"auto" is "full". On a CPU (tests, tiny runs) nothing is rematerialised, as
+of the three at the paper batch with that policy (XLA's temporaries alone 23.9
+/ 19.7 / 20.4 GB) but all three with full recomputation (9.1 / 4.1 / 13.0 GB),
+so on a v5e "auto" is "full". On a CPU (tests, tiny runs) nothing is rematerialised, as
 before. The platform and device kind are passed explicitly when planning for a
 device this process does not have.
 """
