@@ -10,8 +10,8 @@ outputs without batch dimensions (the weight-side products) and recomputing the
 rest brings them under it for ~4% more FLOPs. A 16 GiB TPU v5e chip holds none
 of the three at the paper batch with that policy (XLA's temporaries alone 23.9
 / 19.7 / 20.4 GB) but all three with full recomputation (9.1 / 4.1 / 13.0 GB),
-so on a v5e "auto" is "full". On a CPU (tests, tiny runs) nothing is rematerialised, as
-before. The platform and device kind are passed explicitly when planning for a
+so on a v5e "auto" is "full". On a CPU (tests, tiny runs) nothing is
+rematerialised, as before. The platform and device kind are passed explicitly when planning for a
 device this process does not have.
 """
 from __future__ import annotations
