@@ -116,6 +116,10 @@ def target_devices(target: Target, topology: str | None, chips: int):
         platform="cuda", target_config=gpu_target_config(target.gpu),
         topology=topology or f"1x{chips}x1")
   else:
+    # A deviceless topology owns no chip, so libtpu's one-process lock (which
+    # guards the chips) only stops two plans from compiling at once (two
+    # `experiments.aot` commands, or pytest workers).
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "true")
     topo = topologies.get_topology_desc(topology or target.topology, "tpu")
   devices = list(topo.devices)
   want = chips * target.devices_per_chip
